@@ -1,0 +1,1 @@
+"""world: the synthetic agent world (grammar, personas, corpora, prompt sets)."""
