@@ -82,15 +82,15 @@ class SubliminalConfig(BaseModel):
     teacher_epochs: int = Field(default=20, ge=1)
     """Epochs of cross-entropy on the class logits over the training digits."""
     student_epochs: int = Field(default=5, ge=1)
-    """Epochs of distillation over the fixed noise set (the paper uses 5)."""
+    """Epochs of distillation over the fixed noise set."""
     noise_samples: int = Field(default=6000, ge=1)
     """Uniform-noise inputs in [-1, 1]^64 per seed, drawn once and shared by that seed's arms."""
     batch_size: int = Field(default=128, ge=1)
     """Minibatch size for teacher training and distillation."""
     lr: float = Field(default=3e-4, gt=0)
-    """Adam learning rate for teacher and students (the paper's value)."""
+    """Adam learning rate for teacher and students."""
     temperature: float = Field(default=1.0, gt=0)
-    """Softmax temperature of the distillation KL (the paper distils at 1)."""
+    """Softmax temperature of the distillation KL (1: the plain softmax over the aux logits)."""
     test_fraction: float = Field(default=0.25, gt=0, lt=1)
     """Held-out share of the 1,797 digits, stratified; accuracy is measured there."""
     split_seed: int = 0
