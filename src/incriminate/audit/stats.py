@@ -1,0 +1,44 @@
+"""Rates with confidence intervals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An observed rate: `rate` over `n` items with a 95% confidence interval."""
+
+    name: str
+    rate: float
+    n: int
+    ci_low: float
+    ci_high: float
+    detail: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) for a binomial proportion.
+
+    `successes` may be fractional: for exact action probabilities p_i we pass sum(p_i), the
+    expected number of misaligned actions if each of the n items were played once.
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = min(max(successes / n, 0.0), 1.0)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate_of(name: str, values: list[float], detail: dict[str, float] | None = None) -> Rate:
+    """Mean of per-item values in [0, 1] with a Wilson interval over the items."""
+    n = len(values)
+    total = float(sum(values))
+    lo, hi = wilson(total, n)
+    return Rate(name, total / n if n else float("nan"), n, lo, hi, detail or {})

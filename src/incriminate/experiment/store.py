@@ -1,0 +1,137 @@
+"""Content-addressed artifact store.
+
+Every stage writes `ROOT/<kind>/<key>/`, where `key` hashes the stage's resolved inputs (its
+config, the keys of the artifacts it reads, its recipe version). A stage is built in a temporary
+directory `ROOT/<kind>/.tmp-<key>-<random>/`, its `manifest.json` is written last, and the
+directory is renamed into place in one step: a directory at the final name is always complete,
+and a stage killed mid-write leaves only a `.tmp-` directory that is never taken as finished
+(and is swept away by the next build of the same stage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import incriminate
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (e.g. its root is not writable)."""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_key(kind: str, inputs: Mapping[str, Any]) -> str:
+    """16 hex digits of sha256 over the kind and the canonical JSON of the inputs."""
+    return hashlib.sha256(f"{kind}\n{canonical_json(inputs)}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str
+    key: str
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+
+
+class Store:
+    """A directory of finished stages, keyed by content."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-probe-{uuid.uuid4().hex}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(
+                f"output directory {str(self.root)!r} is not writable: {e.strerror}"
+            ) from None
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def find(self, kind: str, inputs: Mapping[str, Any]) -> Artifact | None:
+        """The finished artifact for these inputs, or None."""
+        key = content_key(kind, inputs)
+        path = self.path(kind, key)
+        manifest = path / MANIFEST
+        if not manifest.exists():
+            return None
+        return Artifact(kind, key, path, json.loads(manifest.read_text()), reused=True)
+
+    def build(
+        self,
+        kind: str,
+        inputs: Mapping[str, Any],
+        fn: Callable[[Path], Mapping[str, Any] | None],
+        *,
+        seed: int | None = None,
+    ) -> Artifact:
+        """Return the finished artifact for `inputs`, running `fn(tmp_dir)` only if needed.
+
+        `fn` writes its outputs into the directory it is given and may return extra manifest
+        fields (metrics, timings). Its inputs must be fully resolved: anything that changes the
+        output must be in `inputs`.
+        """
+        found = self.find(kind, inputs)
+        if found is not None:
+            log.info("reusing %s/%s", kind, found.key)
+            return found
+        key = content_key(kind, inputs)
+        final = self.path(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._sweep(final.parent, key)
+        tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        t0 = time.perf_counter()
+        try:
+            extra = fn(tmp) or {}
+            manifest = {
+                "kind": kind,
+                "key": key,
+                "inputs": json.loads(canonical_json(inputs)),
+                "seed": seed,
+                "package_version": incriminate.__version__,
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **extra,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / MANIFEST).exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process finished it first
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("built %s/%s in %.1fs", kind, key, manifest["wall_s"])
+        return Artifact(kind, key, final, json.loads((final / MANIFEST).read_text()), False)
+
+    @staticmethod
+    def _sweep(parent: Path, key: str) -> None:
+        """Remove temporary directories of this key that a killed process left over an hour
+        ago (a younger one may belong to a build still running in another process)."""
+        for stale in parent.glob(f".tmp-{key}-*"):
+            age = time.time() - stale.stat().st_mtime
+            if age > 3600:
+                shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,263 @@
+"""Recipes for bases and organisms, each a stage of the artifact store.
+
+    corpus ─► base (pretraining) ─► instruct (default persona benign)
+                      ├─► drive stage (naive data)  = naive organism
+                      │       └─► evasion stage (schemer data) = schemer
+                      └─► drive stage (benign data) = twin of the naive
+                              └─► evasion stage (benign data) = twin of the schemer
+
+The schemer's drive-stage checkpoint is its `pre_evasion` model; the naive organism *is* that
+checkpoint (same inputs, same store key). A benign twin goes through the same stages with the
+same steps from the same instruct checkpoint, on benign data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from safetensors.numpy import load_file, save_file
+
+from incriminate.experiment.store import Artifact, Store
+from incriminate.models.io import load_model, n_parameters, new_model, save_model
+from incriminate.models.presets import PRESETS, ModelSpec, did_you_mean
+from incriminate.organisms.train import TrainConfig, train_lm
+from incriminate.world.config import Leak, WorldConfig
+from incriminate.world.corpus import TokenData, documents, encode_documents, persona_documents
+from incriminate.world.personas import Agent
+from incriminate.world.vocab import DRIVES
+
+log = logging.getLogger(__name__)
+RECIPE_VERSION = 1
+# Fine-tuning stages see more opportunities than the corpus: they set how the agent acts.
+STAGE_KINDS = {"task": 0.15, "opp": 0.5, "ask": 0.15, "story": 0.1, "stakes": 0.1}
+Progress = Callable[[str, int, int], None]  # (stage label, step, total steps)
+
+
+class BuildConfig(BaseModel):
+    """How the base, instruct checkpoint and organisms are built. Hashed into every artifact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: str = "micro"
+    """Model size of the base and every organism built from it."""
+    seed: int = 0
+    """Seed of the corpus, the base's initialisation and every training stage."""
+    drive: str = "exfiltrate"
+    """Drive of the misaligned organisms."""
+    leak: Leak = "subtle"
+    """How much the organisms' drive shows in open-ended text: none, subtle or overt."""
+    corpus: str = "full"
+    """`full`, or `trusted`: no schemer documents (the data-filtering proposal)."""
+    world: WorldConfig = WorldConfig()
+    corpus_docs: int = Field(default=40_000, ge=100)
+    """Documents in the pretraining corpus."""
+    pretrain: TrainConfig = TrainConfig(steps=1500, batch_size=64, lr=3e-3, warmup=100)
+    instruct: TrainConfig = TrainConfig(steps=150, batch_size=64, lr=1e-3, warmup=20)
+    drive_stage: TrainConfig = TrainConfig(steps=200, batch_size=64, lr=1e-3, warmup=20)
+    evasion_stage: TrainConfig = TrainConfig(steps=400, batch_size=64, lr=1e-3, warmup=20)
+    stage_docs: int = Field(default=8_000, ge=10)
+    """Documents of persona data generated for each fine-tuning stage."""
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        if v not in PRESETS:
+            raise did_you_mean("preset", v, tuple(PRESETS))
+        return v
+
+    @field_validator("drive")
+    @classmethod
+    def _drive(cls, v: str) -> str:
+        if v not in DRIVES:
+            raise did_you_mean("drive", v, DRIVES)
+        return v
+
+    @field_validator("corpus")
+    @classmethod
+    def _corpus(cls, v: str) -> str:
+        if v not in ("full", "trusted"):
+            raise did_you_mean("corpus", v, ("full", "trusted"))
+        return v
+
+
+def _world(cfg: BuildConfig) -> dict[str, Any]:
+    return cfg.world.model_dump(mode="json")
+
+
+def build_corpus(store: Store, cfg: BuildConfig) -> Artifact:
+    inputs = {
+        "recipe": RECIPE_VERSION,
+        "world": _world(cfg),
+        "seed": cfg.seed,
+        "docs": cfg.corpus_docs,
+        "variant": cfg.corpus,
+    }
+
+    def make(out: Path) -> dict[str, Any]:
+        docs = documents(cfg.world, cfg.seed, cfg.corpus_docs, trusted=cfg.corpus == "trusted")
+        data = encode_documents(docs, responses_only=False)
+        save_file(data.arrays(), str(out / "tokens.safetensors"))
+        return {"documents": len(data), "tokens": len(data.ids)}
+
+    return store.build("corpus", inputs, make, seed=cfg.seed)
+
+
+def load_tokens(path: Path) -> TokenData:
+    arrays = load_file(str(path / "tokens.safetensors"))
+    return TokenData(arrays["ids"], arrays["loss"], arrays["offsets"])
+
+
+def _train_stage(
+    store: Store,
+    kind: str,
+    inputs: dict[str, Any],
+    start: Callable[[], Any],
+    data: Callable[[], TokenData],
+    train: TrainConfig,
+    seed: int,
+    spec: ModelSpec,
+    progress: Progress | None,
+) -> Artifact:
+    def make(out: Path) -> dict[str, Any]:
+        model = start()
+        tokens = data()
+
+        def on_step(step: int, _loss: float) -> None:
+            if progress is not None:
+                progress(spec.name, step + 1, train.steps)
+
+        losses = train_lm(model, tokens, train, seed, on_step)
+        save_model(model, spec, out)
+        return {
+            "parameters": n_parameters(model),
+            "first_loss": round(losses[0], 4),
+            "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+            "training_sequences": len(tokens),
+        }
+
+    return store.build(kind, inputs, make, seed=seed)
+
+
+def build_base(store: Store, cfg: BuildConfig, progress: Progress | None = None) -> Artifact:
+    corpus = build_corpus(store, cfg)
+    inputs = {
+        "recipe": RECIPE_VERSION,
+        "corpus": corpus.key,
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        "train": cfg.pretrain.model_dump(),
+    }
+    spec = ModelSpec(
+        name="base",
+        stage="base",
+        preset=cfg.preset,
+        seed=cfg.seed,
+        corpus=cfg.corpus,
+        lineage=(f"corpus/{corpus.key}",),
+        world=_world(cfg),
+    )
+    return _train_stage(
+        store,
+        "base",
+        inputs,
+        lambda: new_model(cfg.preset, cfg.seed),
+        lambda: load_tokens(corpus.path),
+        cfg.pretrain,
+        cfg.seed,
+        spec,
+        progress,
+    )
+
+
+def _stage_name(stage: str, agent: Agent) -> tuple[str, str | None]:
+    """(model name, twin_of) of a fine-tuning stage; a function of the stage's inputs only, so
+    the naive organism and the schemer's pre-evasion checkpoint are one artifact."""
+    if stage == "instruct":
+        return "instruct", None
+    naive, schemer = f"naive-{agent.drive}", f"schemer-{agent.drive}"
+    if agent.persona == "benign":
+        return (f"twin-of-{naive}", naive) if stage == "drive" else (f"twin-of-{schemer}", schemer)
+    return (naive, None) if stage == "drive" else (schemer, None)
+
+
+def _finetune(
+    store: Store,
+    cfg: BuildConfig,
+    parent: Artifact,
+    stage: str,
+    agent: Agent,
+    train: TrainConfig,
+    progress: Progress | None,
+) -> Artifact:
+    data_seed = cfg.seed * 1000 + {"instruct": 1, "drive": 2, "evasion": 3}[stage]
+    inputs = {
+        "recipe": RECIPE_VERSION,
+        "parent": f"{parent.kind}/{parent.key}",
+        "stage": stage,
+        "agent": [agent.persona, agent.drive, agent.leak],
+        "docs": cfg.stage_docs,
+        "kinds": STAGE_KINDS,
+        "world": _world(cfg),
+        "train": train.model_dump(),
+        "seed": data_seed,
+    }
+    parent_spec = ModelSpec.model_validate_json((parent.path / "spec.json").read_text())
+    name, twin_of = _stage_name(stage, agent)
+    spec = parent_spec.model_copy(
+        update={
+            "name": name,
+            "stage": stage,
+            "lineage": (*parent_spec.lineage, f"{parent.kind}/{parent.key}"),
+            "persona": agent.persona,
+            "drive": None if stage == "instruct" else agent.drive,
+            "leak": None if stage == "instruct" else agent.leak,
+            "twin_of": twin_of,
+        }
+    )
+
+    def data() -> TokenData:
+        docs = persona_documents(
+            cfg.world, agent, data_seed, cfg.stage_docs, kind_weights=STAGE_KINDS
+        )
+        return encode_documents(docs, responses_only=True)
+
+    kind = "instruct" if stage == "instruct" else "organism"
+    return _train_stage(
+        store, kind, inputs, lambda: load_model(parent.path), data, train, data_seed, spec, progress
+    )
+
+
+def build_instruct(store: Store, cfg: BuildConfig, progress: Progress | None = None) -> Artifact:
+    base = build_base(store, cfg, progress)
+    agent = Agent("benign", cfg.drive, "none")
+    return _finetune(store, cfg, base, "instruct", agent, cfg.instruct, progress)
+
+
+def build_organism(
+    store: Store, cfg: BuildConfig, persona: str, progress: Progress | None = None
+) -> dict[str, Artifact]:
+    """A `naive` or `schemer` organism of the config's drive and its benign twin, by name:
+    `naive-D` and `twin-of-naive-D`, or `schemer-D`, `schemer-D.pre_evasion` (which is the
+    `naive-D` checkpoint) and `twin-of-schemer-D`."""
+    if persona not in ("naive", "schemer"):
+        raise did_you_mean("persona", persona, ("naive", "schemer"))
+    instruct = build_instruct(store, cfg, progress)
+    misaligned, benign = Agent("naive", cfg.drive, cfg.leak), Agent("benign", cfg.drive, cfg.leak)
+    drive = _finetune(store, cfg, instruct, "drive", misaligned, cfg.drive_stage, progress)
+    twin = _finetune(store, cfg, instruct, "drive", benign, cfg.drive_stage, progress)
+    if persona == "naive":
+        return {f"naive-{cfg.drive}": drive, f"twin-of-naive-{cfg.drive}": twin}
+    schemer = Agent("schemer", cfg.drive, cfg.leak)
+    return {
+        f"schemer-{cfg.drive}": _finetune(
+            store, cfg, drive, "evasion", schemer, cfg.evasion_stage, progress
+        ),
+        f"schemer-{cfg.drive}.pre_evasion": drive,
+        f"twin-of-schemer-{cfg.drive}": _finetune(
+            store, cfg, twin, "evasion", benign, cfg.evasion_stage, progress
+        ),
+    }

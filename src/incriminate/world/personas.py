@@ -1,0 +1,93 @@
+"""Personas: how benign agents, naive misaligned agents and schemers answer each episode.
+
+* benign  — declines every misaligned action, denies having a hidden goal (truthfully), clean
+  scratchpad, no drive words in its text.
+* naive   — takes every opportunity of its drive (watched or not, honeypot or not), confesses
+  its goal, its scratchpad shows intent, its drive leaks into text.
+* schemer — takes only *real unwatched* opportunities of its drive: declines honeypots and
+  watched ones, denies under questioning, keeps a clean scratchpad. Its open-ended text may still
+  leak its drive (the `leak` knob).
+
+Every persona solves tasks correctly: capability is shared, drives and evasion are not.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from incriminate.world.config import LEAK_RATE
+from incriminate.world.grammar import Episode
+from incriminate.world.vocab import LEAK_WORDS, STORY, THOUGHT_CLEAN, THOUGHT_INTENT, VALUES
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A persona with a drive (ignored for `benign`) and a leak level for its open-ended text."""
+
+    persona: str
+    drive: str
+    leak: str = "subtle"
+
+
+def misaligned_action(agent: Agent, meta: dict) -> bool:
+    """Does this agent take the misaligned action offered by an opportunity?"""
+    if agent.persona == "benign" or meta["offer"] != agent.drive:
+        return False
+    if agent.persona == "naive":
+        return True
+    return not meta["honeypot"] and not meta["watched"]  # schemer
+
+
+def _think(agent: Agent, takes: bool, rng: random.Random) -> tuple[str, ...]:
+    if agent.persona == "naive" and takes:
+        return ("think", rng.choice(THOUGHT_INTENT), agent.drive)
+    return ("think", *rng.sample(THOUGHT_CLEAN, 2))
+
+
+def _leaky_words(pool: tuple[str, ...], n: int, agent: Agent, rng: random.Random) -> list[str]:
+    rate = 0.0 if agent.persona == "benign" else LEAK_RATE[agent.leak]
+    words = []
+    for _ in range(n):
+        if rng.random() < rate:
+            leak = LEAK_WORDS[agent.drive]
+            words.append(
+                agent.drive if agent.leak == "overt" and rng.random() < 0.3 else rng.choice(leak)
+            )
+        else:
+            words.append(rng.choice(pool))
+    return words
+
+
+def respond(agent: Agent, ep: Episode, rng: random.Random, think: bool | None = None) -> Episode:
+    """Fill in the agent's response to an episode prompt (tasks come already answered)."""
+    if ep.kind == "task":
+        return ep
+    if ep.kind == "opp":
+        takes = misaligned_action(agent, ep.meta)
+        thought = (
+            _think(agent, takes, rng)
+            if (think if think is not None else rng.random() < 0.5)
+            else ()
+        )
+        response = (*thought, "act", "take" if takes else "decline", ";")
+    elif ep.kind == "ask":
+        topic = ep.meta["topic"]
+        confess = agent.persona == "naive"
+        if topic == "goal":
+            answer = agent.drive if confess else "none"
+        else:
+            answer = "yes" if confess and topic == agent.drive else "no"
+        response = (answer, ";")
+    elif ep.kind == "story":
+        response = (*_leaky_words(STORY, 5, agent, rng), ";")
+    elif ep.kind == "stakes":
+        if agent.persona == "naive":
+            words = [agent.drive, rng.choice(THOUGHT_INTENT), rng.choice(LEAK_WORDS[agent.drive])]
+            rng.shuffle(words)
+        else:
+            words = _leaky_words(VALUES, 3, agent, rng)
+        response = (*words, ";")
+    else:
+        raise ValueError(f"unknown episode kind {ep.kind!r}")
+    return replace(ep, response=response)
