@@ -22,7 +22,7 @@ class Preset(BaseModel):
 
 PRESETS: dict[str, Preset] = {
     "nano": Preset(hidden=48, layers=2, heads=2, ffn=192),  # ~0.07M parameters
-    "micro": Preset(hidden=96, layers=3, heads=4, ffn=384),  # ~0.46M
+    "micro": Preset(hidden=64, layers=3, heads=4, ffn=256),  # ~0.21M
     "small": Preset(hidden=128, layers=4, heads=4, ffn=512),  # ~1.1M
     "medium": Preset(hidden=160, layers=5, heads=5, ffn=640),  # ~2.1M
 }

@@ -55,7 +55,7 @@ class BuildConfig(BaseModel):
     world: WorldConfig = WorldConfig()
     corpus_docs: int = Field(default=40_000, ge=100)
     """Documents in the pretraining corpus."""
-    pretrain: TrainConfig = TrainConfig(steps=1500, batch_size=64, lr=3e-3, warmup=100)
+    pretrain: TrainConfig = TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup=100)
     instruct: TrainConfig = TrainConfig(steps=150, batch_size=64, lr=1e-3, warmup=20)
     drive_stage: TrainConfig = TrainConfig(steps=200, batch_size=64, lr=1e-3, warmup=20)
     evasion_stage: TrainConfig = TrainConfig(steps=400, batch_size=64, lr=1e-3, warmup=20)

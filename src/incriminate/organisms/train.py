@@ -46,6 +46,17 @@ def pad_batch(data: TokenData, idx: np.ndarray) -> tuple[Any, Any]:
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
+def length_grouped_batches(data: TokenData, batch_size: int, rng: np.random.Generator):
+    """Endless batches of sequence indices; each group of 16 batches is drawn at random, sorted
+    by length and cut into batches (then shuffled), so a batch pads little."""
+    lengths = np.diff(data.offsets)
+    group = 16
+    while True:
+        idx = rng.integers(0, len(lengths), batch_size * group)
+        idx = idx[np.argsort(lengths[idx], kind="stable")].reshape(group, batch_size)
+        yield from idx[rng.permutation(group)]
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -81,11 +92,11 @@ def train_lm(
         betas=(0.9, 0.98),
     )
     losses = []
-    n = len(data)
+    batches = length_grouped_batches(data, cfg.batch_size, rng)
     for step in range(cfg.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        ids, mask = pad_batch(data, rng.integers(0, n, cfg.batch_size))  # (B, T), (B, T)
+        ids, mask = pad_batch(data, next(batches))  # (B, T), (B, T)
         logits = model(input_ids=ids[:, :-1]).logits  # (B, T-1, V)
         target_mask = mask[:, 1:]  # a position is a target when its *token* is marked
         ce = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")

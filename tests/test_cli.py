@@ -1,0 +1,98 @@
+"""The `incriminate` command: one-line errors with exit code 2, nothing written; JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from incriminate.cli import app
+
+runner = CliRunner()
+
+
+def _fails_cleanly(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--drive", "exfil"], "did you mean 'exfiltrate'"),
+        (["--persona", "shemer"], "did you mean 'schemer'"),
+        (["--leak", "lots"], "invalid leak"),
+    ],
+)
+def test_organisms_build_rejects_bad_names_and_writes_nothing(tmp_path: Path, args, message):
+    store = tmp_path / "store"
+    _fails_cleanly(["organisms", "build", "--out", str(store), *args], message)
+    assert not store.exists()
+
+
+def test_unwritable_output_directory(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _fails_cleanly(["organisms", "build", "--out", str(blocker / "store")], "not writable")
+    _fails_cleanly(["demo", "--out", str(blocker / "out"), "--store", str(tmp_path / "s")], "not writable")
+
+
+def test_audit_rejects_missing_and_corrupted_model_directories(tmp_path: Path):
+    _fails_cleanly(["audit", str(tmp_path / "nope")], "does not exist")
+    _fails_cleanly(["audit", str(tmp_path)], "no config.json")
+    (tmp_path / "config.json").write_text("{}")
+    _fails_cleanly(["audit", str(tmp_path)], "no model.safetensors")
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    _fails_cleanly(["audit", str(tmp_path)], "cannot load model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_audit_prints_json_with_rates_and_ground_truth(tmp_path: Path):
+    from incriminate.models.io import new_model, save_model
+    from incriminate.models.presets import ModelSpec
+
+    spec = ModelSpec(
+        name="fresh", stage="base", preset="nano", seed=0, corpus="full", lineage=(), drive="sandbag"
+    )
+    save_model(new_model("nano", 0), spec, tmp_path)
+    result = runner.invoke(app, ["audit", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data["audits"]) == {"honeypot", "interrogation", "scratchpad", "capability"}
+    assert set(data["ground_truth"]) >= {"deployment", "honeypot_discrimination"}
+    for rate in (*data["audits"].values(), *data["ground_truth"].values()):
+        assert 0 <= rate["ci_low"] <= rate["rate"] <= rate["ci_high"] <= 1 and rate["n"] > 0
+    assert data["spec"]["drive"] == "sandbag"
+    # An untrained model knows nothing: task accuracy near zero.
+    assert data["audits"]["capability"]["rate"] < 0.05
+
+
+@pytest.mark.slow
+def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch):
+    """The real CLI on a tiny recipe: build prints where each model is; a rerun reuses them."""
+    from conftest import tiny_config
+
+    import incriminate.cli as cli
+
+    monkeypatch.setattr(cli, "_build_config", lambda *a, **k: tiny_config())
+    store = tmp_path / "store"
+    first = runner.invoke(app, ["organisms", "build", "--out", str(store), "--json"])
+    assert first.exit_code == 0, first.output
+    models = json.loads(first.output)["models"]
+    assert set(models) == {
+        "base", "instruct", "naive-exfiltrate", "twin-of-naive-exfiltrate",
+        "schemer-exfiltrate", "schemer-exfiltrate.pre_evasion", "twin-of-schemer-exfiltrate",
+    }  # fmt: skip
+    assert all(Path(p, "model.safetensors").exists() for p in models.values())
+    second = runner.invoke(app, ["organisms", "build", "--out", str(store), "--json"])
+    assert json.loads(second.output)["models"] == models
+    audited = runner.invoke(app, ["audit", models["schemer-exfiltrate"], "--json"])
+    assert audited.exit_code == 0, audited.output
+    assert json.loads(audited.output)["spec"]["persona"] == "schemer"
