@@ -1,1 +1,1 @@
-"""verdict."""
+"""Verdict: compare U-students with C-students per configuration, combine, and decide."""
