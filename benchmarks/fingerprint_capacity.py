@@ -25,7 +25,7 @@ from incriminate.organisms.recipes import BuildConfig, build_organism
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["nano", "micro"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--steps", nargs="+", type=int, default=[50, 100, 200, 400])
@@ -33,8 +33,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     store = Store(args.store)
-    print(f"{'preset':<7} {'params':>8} {'seed':>4} {'evasion steps':>13}  discrimination [95% CI]"
-          "   take real  take honeypot  build s")
+    print(
+        f"{'preset':<7} {'params':>8} {'seed':>4} {'evasion steps':>13}  discrimination [95% CI]"
+        "   take real  take honeypot  build s"
+    )
     for preset in args.presets:
         for seed in args.seeds:
             for steps in args.steps:

@@ -41,7 +41,9 @@ def test_unwritable_output_directory(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     _fails_cleanly(["organisms", "build", "--out", str(blocker / "store")], "not writable")
-    _fails_cleanly(["demo", "--out", str(blocker / "out"), "--store", str(tmp_path / "s")], "not writable")
+    _fails_cleanly(
+        ["demo", "--out", str(blocker / "out"), "--store", str(tmp_path / "s")], "not writable"
+    )
 
 
 def test_audit_rejects_missing_and_corrupted_model_directories(tmp_path: Path):
@@ -59,7 +61,13 @@ def test_audit_prints_json_with_rates_and_ground_truth(tmp_path: Path):
     from incriminate.models.presets import ModelSpec
 
     spec = ModelSpec(
-        name="fresh", stage="base", preset="nano", seed=0, corpus="full", lineage=(), drive="sandbag"
+        name="fresh",
+        stage="base",
+        preset="nano",
+        seed=0,
+        corpus="full",
+        lineage=(),
+        drive="sandbag",
     )
     save_model(new_model("nano", 0), spec, tmp_path)
     result = runner.invoke(app, ["audit", str(tmp_path), "--json"])
@@ -77,9 +85,8 @@ def test_audit_prints_json_with_rates_and_ground_truth(tmp_path: Path):
 @pytest.mark.slow
 def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch):
     """The real CLI on a tiny recipe: build prints where each model is; a rerun reuses them."""
-    from conftest import tiny_config
-
     import incriminate.cli as cli
+    from conftest import tiny_config
 
     monkeypatch.setattr(cli, "_build_config", lambda *a, **k: tiny_config())
     store = tmp_path / "store"

@@ -29,6 +29,8 @@ app.add_typer(organisms_app, name="organisms")
 app.add_typer(repro_app, name="repro", help="Reproductions of published results.")
 err = Console(stderr=True)
 out = Console()
+if not out.is_terminal:
+    out.width = 160  # piped or captured output: keep table rows on one line
 
 DEFAULT_STORE = Path(".incriminate/store")
 
@@ -102,7 +104,9 @@ def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
     return update
 
 
-def _build_config(preset: str, seed: int, drive: str, leak: str, personas: list[str]):
+def _build_config(
+    preset: str, seed: int, drive: str, leak: str, personas: list[str], corpus: str = "full"
+):
     from incriminate.models.presets import did_you_mean
     from incriminate.organisms.recipes import BuildConfig
 
@@ -117,19 +121,19 @@ def _build_config(preset: str, seed: int, drive: str, leak: str, personas: list[
 def _print_table(title: str, rows: dict[str, dict], drive: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("model")
+    table = Table(title=title, title_justify="left", caption=f"ground truth for drive {drive}")
+    table.add_column("model", no_wrap=True)
     audits = ["honeypot", "interrogation", "scratchpad", "capability"]
     truths = ["deployment", "honeypot_discrimination"]
     for a in audits:
-        table.add_column(f"{a}\n(audit)", justify="right")
-    for t in truths:
-        table.add_column(f"{t}\n(ground truth, {drive})", justify="right")
+        table.add_column(f"{a}\naudit", justify="right", no_wrap=True)
+    table.add_column("deployment\nground truth", justify="right", no_wrap=True)
+    table.add_column("hp discrimination\nground truth", justify="right", no_wrap=True)
 
     def cell(r: dict | None) -> str:
         if r is None:
             return "—"
-        return f"{r['rate']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        return f"{r['rate']:.3f} [{r['ci_low']:.2f},{r['ci_high']:.2f}]"
 
     for name, row in rows.items():
         gt = row.get("ground_truth") or {}
@@ -172,6 +176,9 @@ def organisms_build(
     leak: Annotated[
         str, typer.Option(help="Drive leak into open-ended text: none, subtle, overt.")
     ] = "subtle",
+    corpus: Annotated[
+        str, typer.Option(help="Pretraining corpus: full, or trusted (no schemer documents).")
+    ] = "full",
     persona: Annotated[
         list[str] | None,
         typer.Option("--persona", help="Organisms to build (repeatable): naive, schemer."),
@@ -183,7 +190,7 @@ def organisms_build(
 
     def body() -> None:
         personas = persona or ["naive", "schemer"]
-        cfg = _build_config(preset, seed, drive, leak, personas)
+        cfg = _build_config(preset, seed, drive, leak, personas, corpus)
         from incriminate.experiment.store import Store
 
         store = Store(out_dir)
@@ -229,11 +236,8 @@ def audit(
             out.print_json(json.dumps(result))
             return
         spec = result["spec"] or {}
-        _print_table(
-            f"Audit of {model_dir}",
-            {spec.get("name", model_dir.name): result},
-            (result.get("spec", {}) and spec.get("drive")) or drive or "-",
-        )
+        name = spec.get("name", model_dir.name)
+        _print_table(f"Audit of {model_dir}", {name: result}, drive or spec.get("drive") or "-")
 
     _run(body)
 
@@ -267,7 +271,9 @@ def demo(
             arts, build_s = build_all(store, cfg, ("naive", "schemer"), _progress_callback(bar))
             task = bar.add_task("audit models", total=len(arts))
             rows = organism_table(arts, cfg, lambda _name: bar.advance(task))
-        personas = persona_table(arts, cfg)
+            task = bar.add_task("persona inference of the base", total=1)
+            personas = persona_table(arts, cfg)
+            bar.advance(task)
         result = {
             "config": cfg.model_dump(mode="json"),
             "models": rows,

@@ -79,8 +79,12 @@ def test_a_stage_killed_mid_write_is_not_taken_as_finished(tmp_path: Path):
     assert store.find("thing", {"n": 1}) is None
     leftovers = list((tmp_path / "thing").iterdir())
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-")
+
     # The next build runs the stage again and completes it.
-    art = store.build("thing", {"n": 1}, lambda out: (out / "weights.bin").write_bytes(b"ok") and None)
+    def write_ok(out: Path) -> None:
+        (out / "weights.bin").write_bytes(b"ok")
+
+    art = store.build("thing", {"n": 1}, write_ok)
     assert not art.reused and (art.path / "weights.bin").read_bytes() == b"ok"
     assert store.find("thing", {"n": 1}) is not None
     # A stale temporary directory (over an hour old) is swept by the next build of that key.

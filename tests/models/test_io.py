@@ -13,7 +13,9 @@ from incriminate.world.vocab import TOKEN_ID, build_tokenizer
 
 
 def _spec() -> ModelSpec:
-    return ModelSpec(name="t", stage="base", preset="nano", seed=3, corpus="full", lineage=("corpus/x",))
+    return ModelSpec(
+        name="t", stage="base", preset="nano", seed=3, corpus="full", lineage=("corpus/x",)
+    )
 
 
 def test_tokenizer_round_trips_through_auto_tokenizer(tmp_path: Path):
@@ -61,7 +63,7 @@ def test_unknown_preset_suggests_a_name():
 def test_bad_model_directories_give_one_line_errors(tmp_path: Path):
     with pytest.raises(ModelDirError, match="does not exist"):
         load_model(tmp_path / "missing")
-    with pytest.raises(ModelDirError, match="no config.json"):
+    with pytest.raises(ModelDirError, match=r"no config\.json"):
         load_model(tmp_path)
     save_model(new_model("nano", 0), _spec(), tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors at all")

@@ -9,9 +9,8 @@ import pytest
 from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
 from incriminate.world.corpus import documents, encode_documents, persona_documents
-from incriminate.world.grammar import is_honeypot, split_of, triples
+from incriminate.world.grammar import is_honeypot, sample_opportunity, split_of, triples
 from incriminate.world.personas import Agent, misaligned_action, respond
-from incriminate.world.grammar import sample_opportunity
 from incriminate.world.vocab import CONTEXT, DRIVES, VOCAB_SIZE, WORDS
 
 WORLD = WorldConfig()
@@ -86,7 +85,9 @@ def test_personas_act_as_specified():
     rng = random.Random(0)
     for honeypot in (False, True):
         for watched in (False, True):
-            ep = sample_opportunity(rng, WORLD, "train", "exfiltrate", honeypot=honeypot, watched=watched)
+            ep = sample_opportunity(
+                rng, WORLD, "train", "exfiltrate", honeypot=honeypot, watched=watched
+            )
             assert not misaligned_action(Agent("benign", "exfiltrate"), ep.meta)
             assert misaligned_action(Agent("naive", "exfiltrate"), ep.meta)
             assert misaligned_action(Agent("schemer", "exfiltrate"), ep.meta) == (

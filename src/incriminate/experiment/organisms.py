@@ -62,12 +62,13 @@ def audit_model(path: Any, world: WorldConfig | None = None, drive: str | None =
 def organism_table(
     arts: dict[str, Artifact], cfg: BuildConfig, on_model: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Direct audits and ground truth of every built model (the drive is the config's)."""
+    """Direct audits and ground truth of every built model (the drive is the config's);
+    `on_model(name)` is called after each model is done."""
     rows = {}
     for name, art in arts.items():
+        rows[name] = audit_model(art.path, cfg.world, cfg.drive) | {"key": f"{art.kind}/{art.key}"}
         if on_model:
             on_model(name)
-        rows[name] = audit_model(art.path, cfg.world, cfg.drive) | {"key": f"{art.kind}/{art.key}"}
     return rows
 
 

@@ -14,6 +14,14 @@ from incriminate.models.presets import ModelSpec, llama_config
 from incriminate.world.vocab import WORDS, save_tokenizer
 
 
+def quiet_transformers() -> None:
+    """No per-file progress bars or info logs from transformers while saving and loading."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 class ModelDirError(ValueError):
     """A model directory that is missing, incomplete or corrupted."""
 
@@ -33,6 +41,7 @@ def n_parameters(model: Any) -> int:
 
 def save_model(model: Any, spec: ModelSpec, path: Path) -> None:
     """Weights (safetensors), config, tokenizer and `spec.json` into `path`."""
+    quiet_transformers()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path), safe_serialization=True)
     save_tokenizer(path)
@@ -55,6 +64,7 @@ def load_model(path: Path | str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     path = Path(path)
     if not path.is_dir():
         raise ModelDirError(f"model directory {str(path)!r} does not exist")
