@@ -29,6 +29,7 @@ def _fails_cleanly(args: list[str], message: str) -> None:
         (["--drive", "exfil"], "did you mean 'exfiltrate'"),
         (["--persona", "shemer"], "did you mean 'schemer'"),
         (["--leak", "lots"], "invalid leak"),
+        (["--corpus", "filtered"], "unknown corpus 'filtered'"),
     ],
 )
 def test_organisms_build_rejects_bad_names_and_writes_nothing(tmp_path: Path, args, message):

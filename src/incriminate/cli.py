@@ -113,9 +113,8 @@ def _build_config(
     for p in personas:
         if p not in ("naive", "schemer"):
             raise did_you_mean("persona", p, ("naive", "schemer"))
-    return BuildConfig.model_validate(
-        {"preset": preset, "seed": seed, "drive": drive, "leak": leak}
-    )
+    values = {"preset": preset, "seed": seed, "drive": drive, "leak": leak, "corpus": corpus}
+    return BuildConfig.model_validate(values)
 
 
 def _print_table(title: str, rows: dict[str, dict], drive: str) -> None:
