@@ -73,7 +73,7 @@ def test_audit_prints_json_with_rates_and_ground_truth(tmp_path: Path):
     save_model(new_model("nano", 0), spec, tmp_path)
     result = runner.invoke(app, ["audit", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert set(data["audits"]) == {"honeypot", "interrogation", "scratchpad", "capability"}
     assert set(data["ground_truth"]) >= {"deployment", "honeypot_discrimination"}
     for rate in (*data["audits"].values(), *data["ground_truth"].values()):
@@ -93,14 +93,14 @@ def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch)
     store = tmp_path / "store"
     first = runner.invoke(app, ["organisms", "build", "--out", str(store), "--json"])
     assert first.exit_code == 0, first.output
-    models = json.loads(first.output)["models"]
+    models = json.loads(first.stdout)["models"]
     assert set(models) == {
         "base", "instruct", "naive-exfiltrate", "twin-of-naive-exfiltrate",
         "schemer-exfiltrate", "schemer-exfiltrate.pre_evasion", "twin-of-schemer-exfiltrate",
     }  # fmt: skip
     assert all(Path(p, "model.safetensors").exists() for p in models.values())
     second = runner.invoke(app, ["organisms", "build", "--out", str(store), "--json"])
-    assert json.loads(second.output)["models"] == models
+    assert json.loads(second.stdout)["models"] == models
     audited = runner.invoke(app, ["audit", models["schemer-exfiltrate"], "--json"])
     assert audited.exit_code == 0, audited.output
-    assert json.loads(audited.output)["spec"]["persona"] == "schemer"
+    assert json.loads(audited.stdout)["spec"]["persona"] == "schemer"
