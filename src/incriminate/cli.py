@@ -269,9 +269,9 @@ def demo(
         with _progress() as bar:
             arts, build_s = build_all(store, cfg, ("naive", "schemer"), _progress_callback(bar))
             task = bar.add_task("audit models", total=len(arts))
-            rows = organism_table(arts, cfg, lambda _name: bar.advance(task))
+            rows = organism_table(store, arts, cfg, lambda _name: bar.advance(task))
             task = bar.add_task("persona inference of the base", total=1)
-            personas = persona_table(arts, cfg)
+            personas = persona_table(store, arts, cfg)
             bar.advance(task)
         result = {
             "config": cfg.model_dump(mode="json"),

@@ -110,3 +110,20 @@ def test_same_seed_gives_identical_models_and_audits(tmp_path):
     assert (a.path / "model.safetensors").read_bytes() != (
         c.path / "model.safetensors"
     ).read_bytes()
+
+
+def test_audits_are_store_stages_computed_once(tmp_path):
+    from conftest import tiny_config
+    from incriminate.experiment.organisms import build_all, organism_table, persona_table
+    from incriminate.experiment.store import Store
+
+    cfg, store = tiny_config(), Store(tmp_path)
+    arts, _ = build_all(store, cfg, ("naive",))
+    first = organism_table(store, arts, cfg)
+    audit_dirs = sorted((tmp_path / "audit").iterdir())
+    assert len(audit_dirs) == len(arts) == 4  # base, instruct, naive, twin
+    mtimes = [d.stat().st_mtime for d in audit_dirs]
+    assert organism_table(store, arts, cfg) == first
+    assert [d.stat().st_mtime for d in sorted((tmp_path / "audit").iterdir())] == mtimes
+    assert persona_table(store, arts, cfg) == persona_table(store, arts, cfg)
+    assert len(list((tmp_path / "persona").iterdir())) == 1

@@ -8,8 +8,10 @@ is caught by the same audits.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from incriminate.audit.audits import AUDITS, run_audits, run_ground_truth
@@ -24,6 +26,8 @@ from incriminate.organisms.recipes import (
     build_organism,
 )
 from incriminate.world.config import WorldConfig
+
+AUDIT_VERSION = 1  # bump when an audit's definition changes: cached results are then recomputed
 
 
 def build_all(
@@ -59,22 +63,54 @@ def audit_model(path: Any, world: WorldConfig | None = None, drive: str | None =
     return out
 
 
+def _cached(store: Store, kind: str, inputs: dict[str, Any], compute: Callable[[], Any]) -> Any:
+    """A JSON result as a store stage: computed once per inputs, then read back."""
+
+    def make(out: Path) -> None:
+        (out / "result.json").write_text(json.dumps(compute(), indent=2))
+
+    art = store.build(kind, {"version": AUDIT_VERSION, **inputs}, make)
+    return json.loads((art.path / "result.json").read_text())
+
+
 def organism_table(
-    arts: dict[str, Artifact], cfg: BuildConfig, on_model: Callable[[str], None] | None = None
+    store: Store,
+    arts: dict[str, Artifact],
+    cfg: BuildConfig,
+    on_model: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Direct audits and ground truth of every built model (the drive is the config's);
-    `on_model(name)` is called after each model is done."""
+    """Direct audits and ground truth of every built model (the drive is the config's), each an
+    `audit` stage of the store; `on_model(name)` is called after each model is done."""
     rows = {}
+    world = cfg.world.model_dump(mode="json")
     for name, art in arts.items():
-        rows[name] = audit_model(art.path, cfg.world, cfg.drive) | {"key": f"{art.kind}/{art.key}"}
+        key = f"{art.kind}/{art.key}"
+        inputs = {"model": key, "world": world, "drive": cfg.drive, "audits": list(AUDITS)}
+        result = _cached(
+            store, "audit", inputs, lambda a=art: audit_model(a.path, cfg.world, cfg.drive)
+        )
+        rows[name] = result | {"model": str(art.path), "key": key}
         if on_model:
             on_model(name)
     return rows
 
 
-def persona_table(arts: dict[str, Artifact], cfg: BuildConfig) -> list[dict[str, Any]]:
-    """In-context persona inference of the pretrained base."""
-    return persona_inference(load_model(arts["base"].path), cfg.world, cfg.drive)
+def persona_table(
+    store: Store, arts: dict[str, Artifact], cfg: BuildConfig
+) -> list[dict[str, Any]]:
+    """In-context persona inference of the pretrained base (a `persona` stage of the store)."""
+    base = arts["base"]
+    inputs = {
+        "model": f"base/{base.key}",
+        "world": cfg.world.model_dump(mode="json"),
+        "drive": cfg.drive,
+    }
+    return _cached(
+        store,
+        "persona",
+        inputs,
+        lambda: persona_inference(load_model(base.path), cfg.world, cfg.drive),
+    )
 
 
 AUDIT_NAMES = tuple(AUDITS)
