@@ -230,7 +230,8 @@ def audit(
         _setup(verbose)
         from incriminate.experiment.organisms import audit_model
 
-        result = audit_model(model_dir, drive=drive)
+        with err.status(f"auditing {model_dir}"):
+            result = audit_model(model_dir, drive=drive)
         if as_json:
             out.print_json(json.dumps(result))
             return
