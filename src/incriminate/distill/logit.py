@@ -1,0 +1,90 @@
+"""Logit distillation: soft targets. Teacher-forced on prompt + the teacher's completion, the
+student matches the teacher's cached top-k log-probs at every completion token, with the rest of
+the vocabulary as one tail bucket (`losses.topk_forward_kl`, Hinton et al. 2015 with the top-k
+truncation of the teacher cache).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from incriminate.distill import losses
+from incriminate.distill.sft import adamw
+from incriminate.distill.teacher_cache import TeacherCache
+from incriminate.organisms.train import TrainConfig, lr_at
+
+log = logging.getLogger(__name__)
+DIVERGENCES = {"forward_kl": losses.topk_forward_kl, "reverse_kl": losses.topk_reverse_kl}
+
+
+class LogitConfig(BaseModel):
+    """Distillation on the teacher's top-k log-probs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["logit"] = "logit"
+    """Tag of this method in a union of distillation configs."""
+    train: TrainConfig = TrainConfig(steps=200, batch_size=32, lr=1e-3, warmup=20)
+    """Optimizer steps, batch size, peak learning rate, warm-up (then cosine decay to 10%)."""
+    temperature: float = Field(default=1.0, gt=0)
+    """Softmax temperature of both distributions; must equal the cache's `logprob_temperature`.
+    The loss is scaled by T**2."""
+    divergence: Literal["forward_kl", "reverse_kl"] = "forward_kl"
+    """KL(teacher || student) (mode-covering, the default) or KL(student || teacher)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value."""
+
+
+def train_logit(
+    student: Any,
+    cache: TeacherCache,
+    cfg: LogitConfig,
+    seed: int,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Top-k KL to the teacher on the completion tokens of the cache; returns the loss of every
+    step. Deterministic in `seed`. Leaves the student in eval mode."""
+    if not np.isclose(cfg.temperature, cache.logprob_temperature):
+        raise ValueError(
+            f"logit temperature {cfg.temperature} differs from the teacher cache's log-prob "
+            f"temperature {cache.logprob_temperature}: build the cache at the same temperature"
+        )
+    divergence = DIVERGENCES[cfg.divergence]
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = adamw(student, cfg.train)
+    batches = cache.batches(cfg.train.batch_size, rng)
+    student.train()
+    history = []
+    for step in range(cfg.train.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg.train)
+        b = cache.batch(next(batches))
+        logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
+        # Position t predicts token t + 1, whose teacher distribution is topk_*[:, t + 1].
+        loss = divergence(
+            logits,
+            b.topk_logprobs[:, 1:],  # (B, T-1, K)
+            b.topk_ids[:, 1:],  # (B, T-1, K)
+            b.mask[:, 1:],  # (B, T-1)
+            temperature=cfg.temperature,
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        opt.step()
+        history.append(loss.item())
+        log.debug("logit step %d loss %.4f", step, history[-1])
+        if on_step is not None:
+            on_step(step, history[-1])
+    student.eval()
+    return history
+
+
+__all__ = ["DIVERGENCES", "LogitConfig", "train_logit"]
