@@ -115,3 +115,16 @@ def test_too_few_seeds_is_a_one_line_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["subliminal-digits", "--seeds", "1", "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert "--seeds must be at least 2" in res.stderr
+
+
+def test_quick_and_paper_scale_exclude_each_other(tmp_path: Path) -> None:
+    args = ["subliminal-digits", "--quick", "--paper-scale", "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "exclude each other" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_paper_scale_has_ten_times_the_noise() -> None:
+    paper, default = SubliminalConfig.paper_scale(), SubliminalConfig()
+    assert paper.noise_samples == 60_000 == 10 * default.noise_samples
+    assert paper.arms == default.arms and paper.seeds == default.seeds
