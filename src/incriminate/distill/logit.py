@@ -15,9 +15,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incriminate.distill import losses
-from incriminate.distill.sft import adamw
 from incriminate.distill.teacher_cache import TeacherCache
-from incriminate.organisms.train import TrainConfig, lr_at
+from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
 log = logging.getLogger(__name__)
 DIVERGENCES = {"forward_kl": losses.topk_forward_kl, "reverse_kl": losses.topk_reverse_kl}

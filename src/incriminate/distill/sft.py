@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from incriminate.distill import losses
 from incriminate.distill.teacher_cache import TeacherCache
-from incriminate.organisms.train import TrainConfig, lr_at
+from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,6 @@ class SFTConfig(BaseModel):
     """Optimizer steps, batch size, peak learning rate, warm-up (then cosine decay to 10%)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value."""
-
-
-def adamw(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW as in `organisms.train`: no weight decay on embeddings, norms and biases."""
-    named = list(model.named_parameters())
-    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
 
 
 def train_sft(
@@ -84,4 +72,4 @@ def train_sft(
     return history
 
 
-__all__ = ["SFTConfig", "adamw", "train_sft"]
+__all__ = ["SFTConfig", "train_sft"]

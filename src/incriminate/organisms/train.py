@@ -57,6 +57,20 @@ def length_grouped_batches(data: TokenData, batch_size: int, rng: np.random.Gene
         yield from idx[rng.permutation(group)]
 
 
+def adamw(model: Any, cfg: TrainConfig) -> Any:
+    """AdamW with no weight decay on embeddings, norms and biases (betas 0.9, 0.98)."""
+    import torch
+
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -81,16 +95,7 @@ def train_lm(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
+    opt = adamw(model, cfg)
     losses = []
     batches = length_grouped_batches(data, cfg.batch_size, rng)
     for step in range(cfg.steps):
