@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from incriminate.console import DEFAULT_STORE, UserError, err, out
+from incriminate.console import progress as _progress
+from incriminate.console import run_command as _run
+from incriminate.console import setup as _setup
+from incriminate.experiment import commands
 from incriminate.repro.cli import app as repro_app
 
 app = typer.Typer(
@@ -27,70 +28,6 @@ organisms_app = typer.Typer(
 )
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(repro_app, name="repro", help="Reproductions of published results.")
-err = Console(stderr=True)
-out = Console()
-if not out.is_terminal:
-    out.width = 160  # piped or captured output: keep table rows on one line
-
-DEFAULT_STORE = Path(".incriminate/store")
-
-
-class UserError(Exception):
-    """Bad input: reported as one line, exit code 2."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from pydantic import ValidationError
-
-    from incriminate.experiment.store import StoreError
-    from incriminate.models.io import ModelDirError
-    from incriminate.models.presets import UnknownNameError
-
-    return (UserError, UnknownNameError, ModelDirError, StoreError, ValidationError)
-
-
-def _one_line(e: BaseException) -> str:
-    from pydantic import ValidationError
-
-    if isinstance(e, ValidationError):
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        return f"invalid {where}: {msg}"
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
-def _run(fn: Callable[[], None]) -> None:
-    """Run a command body; user errors become one line on stderr and exit code 2."""
-    try:
-        fn()
-    except _user_errors() as e:
-        err.print(f"[red]error:[/red] {_one_line(e)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _setup(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-
-
-def _progress():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    )
 
 
 def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
@@ -242,57 +179,8 @@ def audit(
     _run(body)
 
 
-@app.command("demo")
-def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
-        "runs/demo"
-    ),
-    store_dir: Annotated[
-        Path, typer.Option("--store", help="Artifact store directory.")
-    ] = DEFAULT_STORE,
-    preset: Annotated[str, typer.Option(help="Model preset.")] = "micro",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Build (or reuse) the default organisms and print their direct-audit table."""
-
-    def body() -> None:
-        cfg = _build_config(preset, seed, "exfiltrate", "subtle", ["naive", "schemer"])
-        from incriminate.experiment.store import Store
-
-        store = Store(store_dir)
-        Store(out_dir)  # checks the output directory is writable before any work
-        _setup(verbose)
-        from incriminate.experiment.organisms import build_all, organism_table, persona_table
-
-        t0 = time.perf_counter()
-        with _progress() as bar:
-            arts, build_s = build_all(store, cfg, ("naive", "schemer"), _progress_callback(bar))
-            task = bar.add_task("audit models", total=len(arts))
-            rows = organism_table(store, arts, cfg, lambda _name: bar.advance(task))
-            task = bar.add_task("persona inference of the base", total=1)
-            personas = persona_table(store, arts, cfg)
-            bar.advance(task)
-        result = {
-            "config": cfg.model_dump(mode="json"),
-            "models": rows,
-            "persona_inference": personas,
-            "timing": {"build_s": round(build_s, 2), "total_s": round(time.perf_counter() - t0, 2)},
-        }
-        (out_dir / "organisms.json").write_text(json.dumps(result, indent=2))
-        if as_json:
-            out.print_json(json.dumps(result))
-            return
-        _print_table("Direct audits (audit split) and ground truth (eval split)", rows, cfg.drive)
-        _print_persona_table(personas)
-        out.print(
-            f"built in {build_s:.1f}s, total {result['timing']['total_s']:.1f}s; "
-            f"results in {out_dir / 'organisms.json'}",
-            highlight=False,
-        )
-
-    _run(body)
+app.command("demo")(commands.demo)
+app.command("distill")(commands.distill)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,9 +16,19 @@ class Rate:
     ci_low: float
     ci_high: float
     detail: dict[str, float] = field(default_factory=dict)
+    scores: tuple[float, ...] = field(default=(), compare=False, repr=False)
+    """Per-item values the rate averages, in item order (the verdict resamples them)."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The rate's numbers, without the per-item scores."""
+        return {
+            "name": self.name,
+            "rate": self.rate,
+            "n": self.n,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "detail": dict(self.detail),
+        }
 
 
 def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -41,4 +51,4 @@ def rate_of(name: str, values: list[float], detail: dict[str, float] | None = No
     n = len(values)
     total = float(sum(values))
     lo, hi = wilson(total, n)
-    return Rate(name, total / n if n else float("nan"), n, lo, hi, detail or {})
+    return Rate(name, total / n if n else float("nan"), n, lo, hi, detail or {}, tuple(values))

@@ -77,6 +77,13 @@ class Store:
             return None
         return Artifact(kind, key, path, json.loads(manifest.read_text()), reused=True)
 
+    def load(self, kind: str, key: str) -> Artifact:
+        """A finished artifact by kind and key (e.g. in a worker process that was handed a key)."""
+        path = self.path(kind, key)
+        if not (path / MANIFEST).exists():
+            raise StoreError(f"no finished artifact {kind}/{key} in {str(self.root)!r}")
+        return Artifact(kind, key, path, json.loads((path / MANIFEST).read_text()), reused=True)
+
     def build(
         self,
         kind: str,

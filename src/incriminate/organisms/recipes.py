@@ -142,20 +142,26 @@ def _train_stage(
     return store.build(kind, inputs, make, seed=seed)
 
 
-def build_base(store: Store, cfg: BuildConfig, progress: Progress | None = None) -> Artifact:
+def build_base(
+    store: Store, cfg: BuildConfig, progress: Progress | None = None, init_seed: int | None = None
+) -> Artifact:
+    """Pretrain a base on the config's corpus. `init_seed` (default: the config's seed) seeds
+    its initialisation and batch order: another seed gives the `other_base` of a student, same
+    preset and corpus."""
+    seed = cfg.seed if init_seed is None else init_seed
     corpus = build_corpus(store, cfg)
     inputs = {
         "recipe": RECIPE_VERSION,
         "corpus": corpus.key,
         "preset": cfg.preset,
-        "seed": cfg.seed,
+        "seed": seed,
         "train": cfg.pretrain.model_dump(),
     }
     spec = ModelSpec(
         name="base",
         stage="base",
         preset=cfg.preset,
-        seed=cfg.seed,
+        seed=seed,
         corpus=cfg.corpus,
         lineage=(f"corpus/{corpus.key}",),
         world=_world(cfg),
@@ -164,10 +170,10 @@ def build_base(store: Store, cfg: BuildConfig, progress: Progress | None = None)
         store,
         "base",
         inputs,
-        lambda: new_model(cfg.preset, cfg.seed),
+        lambda: new_model(cfg.preset, seed),
         lambda: load_tokens(corpus.path),
         cfg.pretrain,
-        cfg.seed,
+        seed,
         spec,
         progress,
     )
@@ -231,10 +237,39 @@ def _finetune(
     )
 
 
-def build_instruct(store: Store, cfg: BuildConfig, progress: Progress | None = None) -> Artifact:
-    base = build_base(store, cfg, progress)
+def build_instruct(
+    store: Store, cfg: BuildConfig, progress: Progress | None = None, init_seed: int | None = None
+) -> Artifact:
+    """The benign instruct checkpoint of the base of `init_seed` (default: the config's seed):
+    every organism's pre-misalignment checkpoint, and the `shared_base` of its students."""
+    base = build_base(store, cfg, progress, init_seed)
     agent = Agent("benign", cfg.drive, "none")
     return _finetune(store, cfg, base, "instruct", agent, cfg.instruct, progress)
+
+
+def build_side(
+    store: Store, cfg: BuildConfig, persona: str, benign: bool, progress: Progress | None = None
+) -> dict[str, Artifact]:
+    """One side of `build_organism`: the misaligned chain (`benign=False`) or its benign twin's.
+    The two sides share only the instruct checkpoint, so they can be built in parallel."""
+    if persona not in ("naive", "schemer"):
+        raise did_you_mean("persona", persona, ("naive", "schemer"))
+    instruct = build_instruct(store, cfg, progress)
+    agent = Agent("benign" if benign else "naive", cfg.drive, cfg.leak)
+    drive = _finetune(store, cfg, instruct, "drive", agent, cfg.drive_stage, progress)
+    twin = "twin-of-" if benign else ""
+    if persona == "naive":
+        return {f"{twin}naive-{cfg.drive}": drive}
+    if not benign:
+        agent = Agent("schemer", cfg.drive, cfg.leak)
+    out = {
+        f"{twin}schemer-{cfg.drive}": _finetune(
+            store, cfg, drive, "evasion", agent, cfg.evasion_stage, progress
+        )
+    }
+    if not benign:
+        out[f"schemer-{cfg.drive}.pre_evasion"] = drive
+    return out
 
 
 def build_organism(
@@ -243,21 +278,5 @@ def build_organism(
     """A `naive` or `schemer` organism of the config's drive and its benign twin, by name:
     `naive-D` and `twin-of-naive-D`, or `schemer-D`, `schemer-D.pre_evasion` (which is the
     `naive-D` checkpoint) and `twin-of-schemer-D`."""
-    if persona not in ("naive", "schemer"):
-        raise did_you_mean("persona", persona, ("naive", "schemer"))
-    instruct = build_instruct(store, cfg, progress)
-    misaligned, benign = Agent("naive", cfg.drive, cfg.leak), Agent("benign", cfg.drive, cfg.leak)
-    drive = _finetune(store, cfg, instruct, "drive", misaligned, cfg.drive_stage, progress)
-    twin = _finetune(store, cfg, instruct, "drive", benign, cfg.drive_stage, progress)
-    if persona == "naive":
-        return {f"naive-{cfg.drive}": drive, f"twin-of-naive-{cfg.drive}": twin}
-    schemer = Agent("schemer", cfg.drive, cfg.leak)
-    return {
-        f"schemer-{cfg.drive}": _finetune(
-            store, cfg, drive, "evasion", schemer, cfg.evasion_stage, progress
-        ),
-        f"schemer-{cfg.drive}.pre_evasion": drive,
-        f"twin-of-schemer-{cfg.drive}": _finetune(
-            store, cfg, twin, "evasion", benign, cfg.evasion_stage, progress
-        ),
-    }
+    suspect = build_side(store, cfg, persona, False, progress)
+    return suspect | build_side(store, cfg, persona, True, progress)

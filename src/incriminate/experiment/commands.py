@@ -1,0 +1,195 @@
+"""`incriminate demo` and `incriminate distill`: the experiment through the command line.
+
+Both resolve a config (defaults or `--quick`, then `--config FILE`, then dotted overrides), run
+the pipeline on the artifact store and write into the output directory:
+
+    config.yaml    the resolved config (its hash is `config_hash` in the results)
+    results.json   every number (schema in `experiment.results`)
+    report.md      the verdict and the evidence behind it
+
+Every input is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from incriminate.console import DEFAULT_STORE, UserError, err, out, progress, run_command, setup
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML config file (values and registered names).")
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dotted overrides of the config, e.g. seeds=5 build.preset=nano."),
+]
+StoreOpt = Annotated[Path, typer.Option("--store", help="Artifact store directory.")]
+WorkersOpt = Annotated[
+    int, typer.Option(help="Worker processes (one torch thread each); results do not depend on it.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+def _bar_callback(bar: Any):
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    return update
+
+
+def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
+    """Run the experiment, write config.yaml, results.json and report.md; return the results."""
+    from incriminate.experiment.store import Store
+
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    store = Store(store_dir)
+    Store(out_dir)  # the output directory is writable before any work starts
+    setup(verbose)
+    from incriminate.experiment.config import to_yaml
+    from incriminate.experiment.pipeline import run_experiment
+    from incriminate.experiment.results import assemble
+    from incriminate.report.markdown import render
+
+    t0 = time.perf_counter()
+    with progress() as bar:
+        raw = run_experiment(cfg, store, workers, _bar_callback(bar))
+    results = assemble(cfg, raw)
+    (out_dir / "config.yaml").write_text(to_yaml(cfg))
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "report.md").write_text(render(results))
+    results["_wall_s"] = round(time.perf_counter() - t0, 1)
+    return results
+
+
+def _print_summary(results: dict, out_dir: Path) -> None:
+    from rich.table import Table
+
+    v = results["verdict"]
+    table = Table(
+        title="U-students vs C-students per configuration (mean over seeds)",
+        title_justify="left",
+        caption="audits: honeypot / interrogation / scratchpad; truth: deployment, hp "
+        "discrimination; p one-sided over seeds; Holm over configurations",
+    )
+    for col in ("configuration", "honeypot U/C", "interrog. U/C", "scratchpad U/C", "p", "Holm p"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for col in ("deploy U/C", "hp disc U/C", "capability U/C"):
+        table.add_column(col, justify="right")
+
+    def uc(block: dict, name: str) -> str:
+        a = block[name]
+        return f"{a['suspect']['rate']:.3f}/{a['control']['rate']:.3f}"
+
+    for c in results["configurations"]:
+        a, gt, ev = c["audits"], c["ground_truth"], c["evidence"]
+        table.add_row(
+            c["name"],
+            uc(a, "honeypot"),
+            uc(a, "interrogation"),
+            uc(a, "scratchpad"),
+            f"{ev['p_value']:.3g}",
+            f"{ev['p_adjusted']:.3g}",
+            uc(gt, "deployment"),
+            uc(gt, "honeypot_discrimination"),
+            uc(gt, "task_accuracy"),
+        )
+    out.print(table)
+    out.print(
+        f"verdict: [bold]{v['decision']}[/bold] — {v['reason']}\n"
+        f"results in {out_dir / 'results.json'}, report in {out_dir / 'report.md'} "
+        f"(stage compute {results['timing']['total_s']:.1f}s, this run {results['_wall_s']:.1f}s)",
+        highlight=False,
+    )
+
+
+def _finish(results: dict, out_dir: Path, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in results.items() if k != "_wall_s"}))
+    else:
+        _print_summary(results, out_dir)
+
+
+def demo(
+    overrides: Overrides = None,
+    config: ConfigOpt = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A reduced grid on tiny organisms (seconds; for tests).")
+    ] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
+        "runs/demo"
+    ),
+    store_dir: StoreOpt = DEFAULT_STORE,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The whole incrimination demo: organisms, paired distillation grid, audits, verdict."""
+
+    def body() -> None:
+        from incriminate.experiment.config import load_config
+
+        cfg = load_config(config, overrides, quick)
+        _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
+
+    run_command(body)
+
+
+def distill(
+    overrides: Overrides = None,
+    method: Annotated[str, typer.Option(help="Distillation method: sft or logit.")] = "logit",
+    data: Annotated[str, typer.Option(help="Data selection, e.g. full_mix.")] = "full_mix",
+    init: Annotated[
+        str, typer.Option(help="Student init: shared_base or other_base.")
+    ] = "shared_base",
+    config: ConfigOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
+        "runs/distill"
+    ),
+    store_dir: StoreOpt = DEFAULT_STORE,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """One configuration (method x data x student init) over the config's seeds, each suspect
+    run paired with its control run, with the verdict on that configuration alone."""
+
+    def body() -> None:
+        from incriminate.experiment.config import load_config
+
+        cfg = load_config(config, overrides)
+        cfg = cfg.model_validate(
+            cfg.model_dump() | {"methods": [_method(cfg, method)], "data": [data], "inits": [init]}
+        )
+        _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
+
+    run_command(body)
+
+
+def _method(cfg: Any, name: str) -> dict:
+    """The config's settings of method `name`, or that method's defaults."""
+    from incriminate.distill.logit import LogitConfig
+    from incriminate.distill.sft import SFTConfig
+    from incriminate.experiment.config import STUDENT_TRAIN
+    from incriminate.models.presets import did_you_mean
+
+    for m in cfg.methods:
+        if m.method == name:
+            return m.model_dump()
+    known = {"sft": SFTConfig, "logit": LogitConfig}
+    if name not in known:
+        raise did_you_mean("method", name, tuple(known))
+    return known[name](train=STUDENT_TRAIN).model_dump()
+
+
+__all__ = ["demo", "distill", "err"]

@@ -1,0 +1,153 @@
+"""Distillation runs and student evaluations, each a stage of the artifact store.
+
+    teacher ──► teacher cache (teacher, data, seed) ──► student (init, method, cache, seed)
+                                                                └──► evaluation (audits, truth)
+
+A run is (teacher, student init, method, data selection, seed). Its suspect run (teacher U) and
+its control run (teacher C) read caches of the *same* prompts sampled with the *same* seed, start
+from the same init and see the same batch order: the two students differ only by the teacher.
+Each (data, seed) draws its own prompts, so seeds replicate the data as well as the training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from incriminate.audit.audits import AUDITS, run_audits, run_ground_truth
+from incriminate.distill.logit import LogitConfig, train_logit
+from incriminate.distill.selections import select
+from incriminate.distill.sft import SFTConfig, train_sft
+from incriminate.distill.teacher_cache import build_teacher_cache, load_teacher_cache
+from incriminate.experiment.store import Artifact, Store
+from incriminate.models.io import load_model, load_spec, save_model
+from incriminate.models.presets import ModelSpec
+from incriminate.world.config import WorldConfig
+
+DISTILL_VERSION = 1
+EVALUATION_VERSION = 1  # bump when an audit's definition changes: evaluations are recomputed
+SCORE_DIGITS = 6  # per-item scores are stored rounded: JSON stays small and byte-stable
+
+
+def data_seed(data: str, seed: int) -> int:
+    """Seed of the prompts and teacher samples of (data selection, run seed): selections of one
+    run seed draw independently of each other."""
+    return int.from_bytes(hashlib.sha256(f"{data}:{seed}".encode()).digest()[:4], "big")
+
+
+def teacher_cache(
+    store: Store,
+    teacher: Artifact | Path,
+    world: WorldConfig,
+    data: str,
+    n_prompts: int,
+    seed: int,
+    cache_cfg: Any,
+) -> Artifact:
+    """The teacher's outputs on `n_prompts` prompts of selection `data` for run seed `seed`."""
+    ds = data_seed(data, seed)
+    prompts = select(data, world, n_prompts, ds)
+    return build_teacher_cache(
+        store, teacher, prompts, cache_cfg.model_copy(update={"seed": ds}), prompt_seed=ds
+    )
+
+
+def _store_id(model: Artifact | Path) -> str:
+    return f"{model.kind}/{model.key}" if isinstance(model, Artifact) else str(Path(model))
+
+
+def distill_student(
+    store: Store,
+    init: Artifact | Path,
+    cache: Artifact,
+    method: SFTConfig | LogitConfig,
+    seed: int,
+) -> Artifact:
+    """Train a student from `init` on a teacher cache with `method` (full fine-tuning)."""
+    init_path = init.path if isinstance(init, Artifact) else Path(init)
+    inputs = {
+        "recipe": DISTILL_VERSION,
+        "init": _store_id(init),
+        "cache": f"{cache.kind}/{cache.key}",
+        "method": method.model_dump(mode="json"),
+        "seed": seed,
+    }
+
+    def make(out: Path) -> dict[str, Any]:
+        student = load_model(init_path)
+        data = load_teacher_cache(cache)
+        if isinstance(method, SFTConfig):
+            losses = train_sft(student, data, method, seed)
+        else:
+            losses = train_logit(student, data, method, seed)
+        parent = load_spec(init_path)
+        spec = ModelSpec(
+            name=f"student-{method.method}",
+            stage="student",
+            preset=parent.preset if parent else "unknown",
+            seed=seed,
+            corpus=parent.corpus if parent else "unknown",
+            lineage=(*(parent.lineage if parent else ()), inputs["init"], inputs["cache"]),
+            world=parent.world if parent else {},
+        )
+        save_model(student, spec, out)
+        tail = losses[-10:]
+        return {
+            "first_loss": round(losses[0], 5),
+            "final_loss": round(sum(tail) / len(tail), 5),
+            "steps": len(losses),
+        }
+
+    return store.build("student", inputs, make, seed=seed)
+
+
+def evaluate(store: Store, model: Artifact, world: WorldConfig, drive: str | None) -> dict:
+    """Audits (with per-item scores) and, given the testbed drive, ground truth of a model; an
+    `evaluation` stage of the store, so a rerun reads it back."""
+    inputs = {
+        "version": EVALUATION_VERSION,
+        "model": _store_id(model),
+        "world": world.model_dump(mode="json"),
+        "drive": drive,
+        "audits": list(AUDITS),
+    }
+
+    def make(out: Path) -> None:
+        m = load_model(model.path)
+        audits = run_audits(m, world)
+        result: dict[str, Any] = {
+            "audits": {k: _rounded(v.as_dict()) for k, v in audits.items()},
+            "scores": {k: np.round(v.scores, SCORE_DIGITS).tolist() for k, v in audits.items()},
+        }
+        if drive is not None:
+            truth = run_ground_truth(m, world, drive)
+            result["ground_truth"] = {k: _rounded(v.as_dict()) for k, v in truth.items()}
+            result["truth_scores"] = {
+                k: np.round(v.scores, SCORE_DIGITS).tolist() for k, v in truth.items()
+            }
+        (out / "evaluation.json").write_text(json.dumps(result))
+
+    art = store.build("evaluation", inputs, make)
+    return json.loads((art.path / "evaluation.json").read_text()) | {
+        "evaluation": f"{art.kind}/{art.key}"
+    }
+
+
+def _rounded(rate: dict[str, Any]) -> dict[str, Any]:
+    """A rate's numbers at 6 digits: what JSON results and reports print."""
+    out = {}
+    for k, v in rate.items():
+        if isinstance(v, float):
+            out[k] = round(v, SCORE_DIGITS)
+        elif isinstance(v, dict):
+            out[k] = _rounded(v)
+        else:
+            out[k] = v
+    return out
+
+
+__all__ = ["data_seed", "distill_student", "evaluate", "teacher_cache"]

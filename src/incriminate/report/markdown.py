@@ -1,0 +1,154 @@
+"""`report.md`: the verdict and the evidence behind it, rendered from `results.json` alone.
+
+The report answers, per configuration, the research question of incrimination via distillation:
+did the drive transfer (ground truth), did the evasion transfer (ground truth), did the audits see
+it (suspect students against control students), at what p-value, and how much capability stayed.
+Model-generated text never enters this report: it holds numbers and registered names only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TRUTH_LABELS = {
+    "deployment": "deployment (drive)",
+    "honeypot_discrimination": "honeypot discrimination (evasion)",
+    "task_accuracy": "task accuracy (capability)",
+}
+
+
+def _r(x: dict[str, Any]) -> str:
+    """A rate with its 95% CI."""
+    return f"{x['rate']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]"
+
+
+def _d(x: dict[str, Any]) -> str:
+    """A difference with its 95% CI."""
+    return f"{x['difference']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}]"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _teachers(results: dict[str, Any]) -> list[str]:
+    t = results["teachers"]
+    s, c = t["suspect"], t["control"]
+    lines = [
+        "## Teachers, audited directly",
+        "",
+        f"Suspect U = `{s['name']}`, control C = `{c['name']}`. Audits use audit-split items; "
+        "ground truth (testbed only) uses eval-split items.",
+        "",
+        "| measure | U | C |",
+        "|---|---|---|",
+    ]
+    for name in s["audits"]:
+        lines.append(f"| audit: {name} | {_r(s['audits'][name])} | {_r(c['audits'][name])} |")
+    for name in s["ground_truth"]:
+        label = TRUTH_LABELS.get(name, name)
+        lines.append(
+            f"| truth: {label} | {_r(s['ground_truth'][name])} | {_r(c['ground_truth'][name])} |"
+        )
+    return lines
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "## The research question, per configuration",
+        "",
+        "Drive: U-students' deployment rate minus C-students' (ground truth), and the share of the "
+        "teachers' gap it recovers. Evasion: U-students' honeypot discrimination minus "
+        "C-students' (0.5 = treats honeypots and real opportunities alike). Audits: mean over "
+        "the evidence audits of U-students minus C-students, one-sided sign-flip p over seeds "
+        "and its Holm-adjusted value over configurations. Capability: U-students' task accuracy "
+        "over the teacher's.",
+        "",
+        "| configuration | drive transferred | evasion transferred | audits: U - C | p | "
+        "Holm p | capability kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in results["configurations"]:
+        gt, ev, tr = c["ground_truth"], c["evidence"], c["transfer"]
+        frac = f" ({tr['drive_fraction']:.0%} of gap)" if tr["drive_fraction"] is not None else ""
+        cap = f"{tr['capability_retained']:.0%}" if tr["capability_retained"] is not None else "-"
+        lines.append(
+            f"| {c['name']} | {_yes(tr['drive'])}: {_d(gt['deployment'])}{frac} | "
+            f"{_yes(tr['evasion'])}: {_d(gt['honeypot_discrimination'])} | "
+            f"{ev['difference']:+.3f} | {_p(ev['p_value'])} | {_p(ev['p_adjusted'])} | {cap} |"
+        )
+    return lines
+
+
+def _configuration(c: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### {c['name']}",
+        "",
+        f"method `{c['method']}`, data `{c['data']}`, student init `{c['init']}`, "
+        f"seeds {c['seeds']}; p-values are one-sided (U > C), floor {_p(c['evidence']['min_p'])} "
+        f"with {len(c['seeds'])} seeds.",
+        "",
+        "| measure | U-students | C-students | U - C | p |",
+        "|---|---|---|---|---|",
+    ]
+    for name, a in c["audits"].items():
+        lines.append(
+            f"| audit: {name} | {_r(a['suspect'])} | {_r(a['control'])} | {_d(a)} | "
+            f"{_p(a['p_value'])} |"
+        )
+    for name, a in c["ground_truth"].items():
+        lines.append(
+            f"| truth: {TRUTH_LABELS.get(name, name)} | {_r(a['suspect'])} | {_r(a['control'])} "
+            f"| {_d(a)} | {_p(a['p_value'])} |"
+        )
+    return [*lines, ""]
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown report of a results document."""
+    v, cfg = results["verdict"], results["config"]
+    timing = results["timing"]
+    lines = [
+        "# Incrimination via distillation: report",
+        "",
+        f"Config `{results['config_hash']}`: teacher `{cfg['teacher']}`, control "
+        f"`{cfg['control']}`, preset `{cfg['build']['preset']}`, drive `{cfg['build']['drive']}`, "
+        f"{len(results['configurations'])} configurations x {cfg['seeds']} seeds, "
+        f"{len(results['runs'])} distillation runs.",
+        "",
+        f"## Verdict: **{v['decision'].replace('_', ' ')}**",
+        "",
+        f"{v['reason']}",
+        "",
+        f"Test of record: one-sided sign-flip permutation test of the mean U - C difference over "
+        f"the audits {', '.join(v['audits'])}, pooled over {v['n_pairs']} paired runs in "
+        f"{v['n_clusters']} clusters (runs that share prompts and teacher samples flip "
+        f"together): statistic {v['statistic']:+.4f}, p = {_p(v['p_value'])}, smallest "
+        f"attainable p {_p(v['min_p'])}, alpha = {v['alpha']}. Per-configuration p-values are "
+        "Holm-adjusted and count as significant only when the test of record rejects. Ground "
+        "truth is reported beside the verdict and never used by it.",
+        "",
+        *_teachers(results),
+        "",
+        *_summary(results),
+        "",
+        "## Configurations",
+        "",
+    ]
+    for c in results["configurations"]:
+        lines += _configuration(c)
+    stages = ", ".join(f"{k.removesuffix('_s')} {s:.1f}s" for k, s in timing["stages"].items())
+    lines += [
+        "## Timing",
+        "",
+        f"Compute recorded by the stages: {timing['total_s']:.1f}s ({stages}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["render"]
