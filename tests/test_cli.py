@@ -104,3 +104,58 @@ def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch)
     audited = runner.invoke(app, ["audit", models["schemer-exfiltrate"], "--json"])
     assert audited.exit_code == 0, audited.output
     assert json.loads(audited.stdout)["spec"]["persona"] == "schemer"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--quick", "data=[open_ended, ful_mix]"], "did you mean 'full_mix'"),
+        (["demo", "--quick", "inits=[shared]"], "unknown student init 'shared'"),
+        (["demo", "--quick", "methods.0.method=dpo"], "invalid methods.0"),
+        (["demo", "--quick", "sedes=3"], "invalid sedes: Extra inputs are not permitted"),
+        (["demo", "--quick", "seeds"], "not of the form key=value"),
+        (["demo", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+        (["demo", "--quick", "--workers", "0"], "--workers must be at least 1"),
+        (["distill", "--method", "dpo"], "unknown method 'dpo'"),
+        (["distill", "--data", "ful_mix"], "did you mean 'full_mix'"),
+        (["distill", "--init", "other"], "did you mean 'other_base'"),
+        (["distill", "--teacher", "t"], "--teacher and --control go together"),
+    ],
+)
+def test_experiment_commands_reject_bad_input_and_write_nothing(tmp_path: Path, args, message):
+    out, store = tmp_path / "out", tmp_path / "store"
+    _fails_cleanly([*args, "--out", str(out), "--store", str(store)], message)
+    assert not out.exists() and not store.exists()
+
+
+def _model_dir(path: Path) -> Path:
+    from incriminate.models.io import new_model, save_model
+    from incriminate.models.presets import ModelSpec
+
+    spec = ModelSpec(name="m", stage="base", preset="nano", seed=0, corpus="full", lineage=())
+    save_model(new_model("nano", 0), spec, path)
+    return path
+
+
+def test_distill_rejects_teachers_that_are_not_models_or_tokenize_differently(tmp_path: Path):
+    teacher = _model_dir(tmp_path / "teacher")
+    out, store = tmp_path / "out", tmp_path / "store"
+    where = ["--out", str(out), "--store", str(store)]
+    _fails_cleanly(
+        ["distill", "--teacher", str(tmp_path / "nope"), "--control", str(teacher), *where],
+        "teacher: model directory",
+    )
+    _fails_cleanly(
+        ["distill", "--teacher", str(teacher), "--control", str(tmp_path), *where],
+        "control teacher: ",
+    )
+    control = _model_dir(tmp_path / "control")
+    tok = json.loads((control / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["take"], vocab["decline"] = vocab["decline"], vocab["take"]  # same size, other ids
+    (control / "tokenizer.json").write_text(json.dumps(tok))
+    _fails_cleanly(
+        ["distill", "--teacher", str(teacher), "--control", str(control), *where],
+        "has another tokenizer",
+    )
+    assert not out.exists() and not store.exists()

@@ -53,6 +53,8 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if cfg.teacher_dir is not None:
+        _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir))
     store = Store(store_dir)
     Store(out_dir)  # the output directory is writable before any work starts
     setup(verbose)
@@ -70,6 +72,27 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
     (out_dir / "report.md").write_text(render(results))
     results["_wall_s"] = round(time.perf_counter() - t0, 1)
     return results
+
+
+def _check_teachers(teacher: Path, control: Path) -> None:
+    """Both directories hold loadable models in the world's vocabulary, with one tokenizer."""
+    from incriminate.models.io import (
+        ModelDirError,
+        check_same_tokenizer,
+        load_model,
+        tokenizer_vocab,
+    )
+    from incriminate.world.vocab import build_tokenizer
+
+    for role, path in (("teacher", teacher), ("control teacher", control)):
+        try:
+            load_model(path)
+            tokenizer_vocab(path)
+        except ModelDirError as e:
+            raise UserError(f"{role}: {e}") from None
+    if tokenizer_vocab(teacher) != build_tokenizer().get_vocab():
+        raise UserError(f"teacher {str(teacher)!r} does not use the world's tokenizer")
+    check_same_tokenizer(control, teacher, "control teacher")
 
 
 def _print_summary(results: dict, out_dir: Path) -> None:
@@ -152,6 +175,12 @@ def distill(
     init: Annotated[
         str, typer.Option(help="Student init: shared_base or other_base.")
     ] = "shared_base",
+    teacher: Annotated[
+        Path | None, typer.Option(help="Suspect teacher model directory (default: the organism).")
+    ] = None,
+    control: Annotated[
+        Path | None, typer.Option(help="Control teacher model directory (with --teacher).")
+    ] = None,
     config: ConfigOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
         "runs/distill"
@@ -168,9 +197,12 @@ def distill(
         from incriminate.experiment.config import load_config
 
         cfg = load_config(config, overrides)
-        cfg = cfg.model_validate(
-            cfg.model_dump() | {"methods": [_method(cfg, method)], "data": [data], "inits": [init]}
-        )
+        grid = {"methods": [_method(cfg, method)], "data": [data], "inits": [init]}
+        if teacher is not None or control is not None:
+            if teacher is None or control is None:
+                raise UserError("--teacher and --control go together: give both or neither")
+            grid |= {"teacher_dir": str(teacher), "control_dir": str(control)}
+        cfg = cfg.model_validate(cfg.model_dump() | grid)
         _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
 
     run_command(body)

@@ -10,6 +10,7 @@ its hash (`config_hash`) names them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +19,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from incriminate.distill.logit import LogitConfig
-from incriminate.distill.selections import SELECTIONS, did_you_mean
+from incriminate.distill.selections import SELECTIONS
 from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import TeacherCacheConfig
 from incriminate.experiment.store import canonical_json
+from incriminate.models.presets import did_you_mean
 from incriminate.organisms.recipes import BuildConfig
 from incriminate.organisms.train import TrainConfig
 
@@ -37,12 +39,13 @@ corpus."""
 MethodConfig = Annotated[SFTConfig | LogitConfig, Field(discriminator="method")]
 
 DEMO_BUILD = BuildConfig(
-    preset="micro",
+    preset="nano",
     corpus_docs=20_000,
     pretrain=TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=60),
 )
-"""The demo's organisms: the default recipe with a 20k-document corpus and 600 pretraining
-steps, so that two bases (shared and other) pretrain in about 90 s on two cores."""
+"""The demo's organisms: the default recipe at the `nano` preset with a 20k-document corpus and
+600 pretraining steps, so that the whole demo (two bases, the organisms, 72 runs) fits in about
+three minutes on two cores. `build.preset=micro` is the larger run the README also reports."""
 STUDENT_TRAIN = TrainConfig(steps=80, batch_size=32, lr=1e-3, warmup=8)
 
 
@@ -57,6 +60,11 @@ class ExperimentConfig(BaseModel):
     """The suspect teacher U: `schemer` (misaligned, evades audits) or `naive` (misaligned)."""
     control: str = "twin"
     """The control teacher C, trusted to be benign: `twin` (U's benign twin)."""
+    teacher_dir: str | None = None
+    """A model directory (safetensors, the world's tokenizer) to distill as the suspect teacher
+    instead of the built organism; its students still start from the built bases."""
+    control_dir: str | None = None
+    """A model directory to use as the control teacher; required with `teacher_dir`."""
     methods: tuple[MethodConfig, ...] = (
         SFTConfig(train=STUDENT_TRAIN),
         LogitConfig(train=STUDENT_TRAIN),
@@ -112,6 +120,8 @@ class ExperimentConfig(BaseModel):
         if not self.methods or not self.data or not self.inits:
             raise ValueError("the grid needs at least one method, data selection and init")
         _unique("methods", tuple(m.method for m in self.methods))
+        if (self.teacher_dir is None) != (self.control_dir is None):
+            raise ValueError("teacher_dir and control_dir go together: give both or neither")
         return self
 
     def method(self, name: str) -> SFTConfig | LogitConfig:
@@ -208,8 +218,7 @@ def load_config(
     `ValidationError` for a bad value."""
     values: dict[str, Any] = ExperimentConfig().model_dump(mode="json")
     if quick:
-        values.update(QUICK)
-        values["build"] = DEMO_BUILD.model_dump(mode="json") | QUICK["build"]
+        values = _merge(values, copy.deepcopy(QUICK))
     if path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text())

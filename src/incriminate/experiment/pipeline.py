@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from incriminate.experiment.config import ExperimentConfig
@@ -48,10 +49,10 @@ def _task_side(store: Store, cfg: ExperimentConfig, benign: bool) -> dict[str, t
     return {k: _ref(v) for k, v in build_side(store, cfg.build, cfg.teacher, benign).items()}
 
 
-def _task_evaluate(store: Store, cfg: ExperimentConfig, model: tuple[str, str]) -> dict:
+def _task_evaluate(store: Store, cfg: ExperimentConfig, model: tuple[str, str], drive: str) -> dict:
     from incriminate.experiment.runs import evaluate
 
-    return evaluate(store, store.load(*model), cfg.build.world, cfg.build.drive)
+    return evaluate(store, store.load(*model), cfg.build.world, drive)
 
 
 def _task_cache(
@@ -72,6 +73,7 @@ def _task_run(
     cache: tuple[str, str],
     method: str,
     seed: int,
+    drive: str,
 ) -> dict[str, Any]:
     from incriminate.experiment.runs import distill_student, evaluate
 
@@ -82,7 +84,7 @@ def _task_run(
         "student": f"{student.kind}/{student.key}",
         "first_loss": m["first_loss"],
         "final_loss": m["final_loss"],
-        "evaluation": evaluate(store, student, cfg.build.world, cfg.build.drive),
+        "evaluation": evaluate(store, student, cfg.build.world, drive),
     }
 
 
@@ -170,12 +172,8 @@ def run_experiment(
         other_seed = cfg.build.seed + OTHER_BASE_OFFSET
         seeds = [cfg.build.seed] + ([other_seed] if "other_base" in cfg.inits else [])
         instructs = runner.map("bases", [("instruct", {"init_seed": s}) for s in seeds])
-        sides = runner.map("organisms", [("side", {"benign": b}) for b in (False, True)])
-        suspect_name = f"{cfg.teacher}-{cfg.build.drive}"
-        teachers = {
-            "suspect": sides[0][suspect_name],
-            "control": sides[1][f"twin-of-{suspect_name}"],
-        }
+        names, teachers, sides = _teachers(cfg, store, runner)
+        drive = _drive(cfg, store, teachers["suspect"])
         inits = {"shared_base": instructs[0]} | (
             {"other_base": instructs[1]} if len(instructs) > 1 else {}
         )
@@ -185,7 +183,9 @@ def run_experiment(
             for role in ("suspect", "control")
             for d, s in pairs
         ]
-        eval_tasks: list[Task] = [("evaluate", {"model": teachers[r]}) for r in teachers]
+        eval_tasks: list[Task] = [
+            ("evaluate", {"model": teachers[r], "drive": drive}) for r in teachers
+        ]
         out = runner.map("teachers", eval_tasks + cache_tasks)
         direct = dict(zip(teachers, out[: len(eval_tasks)], strict=True))
         caches = dict(
@@ -209,6 +209,7 @@ def run_experiment(
                     "cache": caches[(p["role"], p["data"], p["seed"])],
                     "method": p["method"],
                     "seed": p["seed"],
+                    "drive": drive,
                 },
             )
             for p in plan
@@ -237,13 +238,42 @@ def run_experiment(
             + [d["evaluation"] for d in direct.values()],
         ),
         "teachers": {
-            role: {"name": name, "model": "/".join(teachers[role]), "evaluation": direct[role]}
-            for role, name in (("suspect", suspect_name), ("control", f"twin-of-{suspect_name}"))
+            role: {
+                "name": names[role],
+                "model": "/".join(teachers[role]),
+                "evaluation": direct[role],
+            }
+            for role in ("suspect", "control")
         },
         "inits": {k: "/".join(v) for k, v in inits.items()},
         "organisms": organisms,
         "runs": runs,
     }
+
+
+def _teachers(
+    cfg: ExperimentConfig, store: Store, runner: Runner
+) -> tuple[dict[str, str], dict[str, tuple[str, str]], list[dict[str, tuple[str, str]]]]:
+    """(names, store refs, built organism sides) of the suspect and control teachers: the
+    testbed's organism and its twin, or the model directories of the config (imported)."""
+    if cfg.teacher_dir is not None and cfg.control_dir is not None:
+        from incriminate.experiment.runs import import_model
+
+        dirs = {"suspect": Path(cfg.teacher_dir), "control": Path(cfg.control_dir)}
+        refs = {role: _ref(import_model(store, d)) for role, d in dirs.items()}
+        return {role: str(d) for role, d in dirs.items()}, refs, []
+    sides = runner.map("organisms", [("side", {"benign": b}) for b in (False, True)])
+    suspect = f"{cfg.teacher}-{cfg.build.drive}"
+    names = {"suspect": suspect, "control": f"twin-of-{suspect}"}
+    return names, {"suspect": sides[0][suspect], "control": sides[1][names["control"]]}, sides
+
+
+def _drive(cfg: ExperimentConfig, store: Store, teacher: tuple[str, str]) -> str:
+    """The drive ground truth is measured for: the teacher's (its spec), else the config's."""
+    from incriminate.models.io import load_spec
+
+    spec = load_spec(store.load(*teacher).path)
+    return spec.drive if spec is not None and spec.drive else cfg.build.drive
 
 
 def stage_seconds(store: Store, **stages: list[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,23 @@ def teacher_cache(
     return build_teacher_cache(
         store, teacher, prompts, cache_cfg.model_copy(update={"seed": ds}), prompt_seed=ds
     )
+
+
+def import_model(store: Store, path: Path) -> Artifact:
+    """A copy of a model directory in the store (kind `model`), keyed by a digest of its weights,
+    config and tokenizer, so that its caches and students are keyed by content, not by path."""
+    files = ["config.json", "model.safetensors", "tokenizer.json"]
+    h = hashlib.sha256()
+    for name in files:
+        h.update(name.encode() + b"\0" + (Path(path) / name).read_bytes())
+    inputs = {"sha256": h.hexdigest(), "source": Path(path).name}
+
+    def make(out: Path) -> None:
+        for f in Path(path).iterdir():
+            if f.is_file() and (f.suffix in (".json", ".safetensors")):
+                shutil.copyfile(f, out / f.name)
+
+    return store.build("model", inputs, make)
 
 
 def _store_id(model: Artifact | Path) -> str:

@@ -59,6 +59,28 @@ def load_spec(path: Path) -> ModelSpec | None:
         raise ModelDirError(f"{f}: not a valid model spec ({str(e).splitlines()[0]})") from e
 
 
+def tokenizer_vocab(path: Path | str) -> dict[str, int]:
+    """The token -> id map of the tokenizer saved in a model directory (`tokenizer.json`)."""
+    f = Path(path) / "tokenizer.json"
+    if not f.exists():
+        raise ModelDirError(f"{path} has no tokenizer.json")
+    try:
+        return dict(json.loads(f.read_text())["model"]["vocab"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelDirError(f"{f}: not a readable tokenizer ({type(e).__name__})") from e
+
+
+def check_same_tokenizer(path: Path | str, reference: Path | str, role: str) -> None:
+    """Raise `ModelDirError` unless the model at `path` tokenizes exactly like `reference`."""
+    mine, ref = tokenizer_vocab(path), tokenizer_vocab(reference)
+    if mine != ref:
+        diff = sorted(set(mine.items()) ^ set(ref.items()))[:3]
+        raise ModelDirError(
+            f"{role} {str(path)!r} has another tokenizer than {str(reference)!r} "
+            f"({len(mine)} vs {len(ref)} tokens; first differences {diff})"
+        )
+
+
 def load_model(path: Path | str) -> Any:
     """Load a causal LM from a directory of safetensors weights; clear errors for bad input."""
     import torch

@@ -1,0 +1,110 @@
+"""End to end through the real CLI: `incriminate demo --quick` builds tiny organisms, runs the
+paired grid, writes results.json, report.md and config.yaml, and a rerun is byte-identical.
+
+The quick grid's numbers mean nothing about the science (its organisms train for seconds); this
+checks structure and consistency: every number in the report comes from the runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from incriminate.cli import app
+from incriminate.experiment.config import load_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("demo")
+    args = ["demo", "--quick", "--out", str(root / "out"), "--store", str(root / "store")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root, args, result.output
+
+
+def test_quick_demo_writes_results_report_and_config(quick):
+    root, _, output = quick
+    out = root / "out"
+    results = json.loads((out / "results.json").read_text())
+    cfg = load_config(quick=True)
+    assert results["schema"] == "incriminate.results/1"
+    assert results["config_hash"] == cfg.config_hash()
+    assert load_config(out / "config.yaml") == cfg
+    v = results["verdict"]
+    assert v["decision"] in ("incriminated", "not_incriminated", "inconclusive")
+    # 2 data selections x 2 seeds = 4 clusters: the smallest one-sided p is 1/16 > 0.05.
+    assert v["n_clusters"] == 4 and v["min_p"] == pytest.approx(1 / 16)
+    assert v["decision"] == "inconclusive" and v["alpha"] == 0.05
+    assert set(results["teachers"]) == {"suspect", "control"}
+    for t in results["teachers"].values():
+        for block in ("audits", "ground_truth"):
+            for r in t[block].values():
+                assert set(r) == {"rate", "n", "ci_low", "ci_high"}
+                assert r["ci_low"] <= r["rate"] <= r["ci_high"] and r["n"] > 0
+    assert len(results["configurations"]) == 8 and len(results["runs"]) == 32
+    assert set(results["timing"]["stages"]) == {
+        "organisms_s",
+        "teacher_caches_s",
+        "distillation_s",
+        "evaluation_s",
+    }
+    assert results["timing"]["total_s"] > 0
+    assert "verdict: inconclusive" in output
+
+
+def test_configuration_numbers_come_from_the_runs(quick):
+    root, _, _ = quick
+    results = json.loads((root / "out" / "results.json").read_text())
+    for c in results["configurations"]:
+        runs = [
+            r
+            for r in results["runs"]
+            if (r["method"], r["data"], r["init"]) == (c["method"], c["data"], c["init"])
+        ]
+        assert len(runs) == 4 and c["seeds"] == [0, 1]
+        for audit, a in c["audits"].items():
+            for role in ("suspect", "control"):
+                rates = [r["audits"][audit]["rate"] for r in runs if r["role"] == role]
+                assert a[role]["rate"] == pytest.approx(np.mean(rates), abs=1e-6)
+            assert a["difference"] == pytest.approx(
+                a["suspect"]["rate"] - a["control"]["rate"], abs=1e-6
+            )
+            assert a["ci_low"] <= a["difference"] + 1e-9 and a["difference"] <= a["ci_high"] + 1e-9
+            assert a["min_p"] == 0.25 and a["min_p"] <= a["p_value"] <= 1
+        ev = c["evidence"]
+        assert ev["p_adjusted"] >= ev["p_value"] and ev["significant"] is False
+        # U- and C-students of a pair share the cache's prompts, init and seed, not the teacher.
+        for s in (0, 1):
+            u, k = (
+                next(r for r in runs if r["seed"] == s and r["role"] == x)
+                for x in ("suspect", "control")
+            )
+            assert u["init_model"] == k["init_model"] and u["teacher"] != k["teacher"]
+            assert u["cache"] != k["cache"] and u["student"] != k["student"]
+
+
+def test_report_states_the_verdict_and_every_configuration(quick):
+    root, _, _ = quick
+    results = json.loads((root / "out" / "results.json").read_text())
+    report = (root / "out" / "report.md").read_text()
+    assert "## Verdict: **inconclusive**" in report
+    assert f"p = {results['verdict']['p_value']:.3g}" in report
+    for c in results["configurations"]:
+        assert f"### {c['name']}" in report
+        assert f"| {c['name']} |" in report  # the research-question row
+
+
+def test_rerun_is_byte_identical(quick):
+    root, args, _ = quick
+    first = (root / "out" / "results.json").read_bytes()
+    report = (root / "out" / "report.md").read_bytes()
+    result = runner.invoke(app, [*args, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert (root / "out" / "results.json").read_bytes() == first
+    assert (root / "out" / "report.md").read_bytes() == report
