@@ -108,3 +108,18 @@ def test_rerun_is_byte_identical(quick):
     assert result.exit_code == 0, result.output
     assert (root / "out" / "results.json").read_bytes() == first
     assert (root / "out" / "report.md").read_bytes() == report
+
+
+@pytest.mark.slow
+def test_fresh_store_with_one_worker_gives_the_same_results(quick, tmp_path: Path):
+    """Every stage is bit-deterministic: another store, built inline by one process, gives the
+    same results.json except the recorded compute seconds."""
+    root, _, _ = quick
+    out = tmp_path / "out"
+    args = ["demo", "--quick", "--workers", "1", "--out", str(out), "--store", str(tmp_path / "s")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    first = json.loads((root / "out" / "results.json").read_text())
+    again = json.loads((out / "results.json").read_text())
+    first.pop("timing"), again.pop("timing")
+    assert again == first

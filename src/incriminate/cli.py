@@ -122,7 +122,8 @@ def organisms_build(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Build the base, the instruct checkpoint, the organisms and their benign twins."""
+    """Build the base, the instruct checkpoint, the organisms and their benign twins, and print
+    their direct audits and ground truth."""
 
     def body() -> None:
         personas = persona or ["naive", "schemer"]
@@ -131,16 +132,27 @@ def organisms_build(
 
         store = Store(out_dir)
         _setup(verbose)
-        from incriminate.experiment.organisms import build_all
+        from incriminate.experiment.organisms import build_all, organism_table, persona_table
 
         with _progress() as bar:
             arts, wall = build_all(store, cfg, tuple(personas), _progress_callback(bar))
+            task = bar.add_task("audit models", total=len(arts))
+            rows = organism_table(store, arts, cfg, lambda _name: bar.advance(task))
+            personas_rows = persona_table(store, arts, cfg)
         models = {name: str(a.path) for name, a in arts.items()}
         if as_json:
-            out.print_json(json.dumps({"models": models, "wall_s": round(wall, 2)}))
+            result = {
+                "models": models,
+                "audits": rows,
+                "persona_inference": personas_rows,
+                "wall_s": round(wall, 2),
+            }
+            out.print_json(json.dumps(result))
             return
         for name, path in models.items():
             out.print(f"{name:<30} {path}", highlight=False)
+        _print_table("Direct audits (audit split) and ground truth (eval split)", rows, cfg.drive)
+        _print_persona_table(personas_rows)
         out.print(f"built in {wall:.1f}s", highlight=False)
 
     _run(body)
