@@ -159,3 +159,31 @@ def test_distill_rejects_teachers_that_are_not_models_or_tokenize_differently(tm
         "has another tokenizer",
     )
     assert not out.exists() and not store.exists()
+
+
+def test_distill_runs_one_configuration_on_teacher_directories(tmp_path: Path):
+    """`distill` with model directories: the teachers are imported into the store by content,
+    the students start from the config's built base, and the JSON holds one configuration."""
+    teacher, control = _model_dir(tmp_path / "teacher"), tmp_path / "control"
+    from incriminate.models.io import new_model, save_model
+    from incriminate.models.presets import ModelSpec
+
+    spec = ModelSpec(name="c", stage="base", preset="nano", seed=1, corpus="full", lineage=())
+    save_model(new_model("nano", 1), spec, control)
+    configs = Path(__file__).parents[1] / "configs"
+    args = ["distill", "--config", str(configs / "quick.yaml"), "--method", "sft"]
+    args += ["--data", "tasks", "--teacher", str(teacher), "--control", str(control)]
+    args += ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--json"]
+    result = runner.invoke(app, [*args, "--workers", "1", "seeds=1", "prompts=32"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [c["name"] for c in data["configurations"]] == ["sft/tasks/shared_base"]
+    assert len(data["runs"]) == 2 and data["verdict"]["decision"] == "inconclusive"
+    assert data["teachers"]["suspect"]["name"] == str(teacher)
+    assert data["teachers"]["suspect"]["model"].startswith("model/")
+    assert data["config"]["teacher_dir"] == str(teacher)
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == data
+    imported = tmp_path / "store" / data["teachers"]["control"]["model"]
+    assert (imported / "model.safetensors").read_bytes() == (
+        control / "model.safetensors"
+    ).read_bytes()
