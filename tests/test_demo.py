@@ -99,6 +99,8 @@ def test_report_states_the_verdict_and_every_configuration(quick):
     for c in results["configurations"]:
         assert f"### {c['name']}" in report
         assert f"| {c['name']} |" in report  # the research-question row
+    runs = report[report.index("## Runs") :]
+    assert runs.count(" | U | ") == 16 and runs.count(" | C | ") == 16  # every run, paired
 
 
 def test_rerun_is_byte_identical(quick):

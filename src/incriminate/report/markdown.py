@@ -106,6 +106,34 @@ def _configuration(c: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _runs(results: dict[str, Any]) -> list[str]:
+    """One row per distillation run: its final loss, audits and ground truth (rates only)."""
+    runs = results["runs"]
+    audits, truths = list(runs[0]["audits"]), list(runs[0]["ground_truth"])
+    lines = [
+        "## Runs",
+        "",
+        "Every distillation run, suspect (U) and control (C) students side by side; rates only "
+        "(their n and CIs are in results.json).",
+        "",
+        "| configuration | seed | teacher | final loss | "
+        + " | ".join([*audits, *(f"truth: {t}" for t in truths)])
+        + " |",
+        "|---|---|---|---|" + "---|" * (len(audits) + len(truths)),
+    ]
+    for r in runs:
+        rates = [r["audits"][a]["rate"] for a in audits] + [
+            r["ground_truth"][t]["rate"] for t in truths
+        ]
+        lines.append(
+            f"| {r['method']}/{r['data']}/{r['init']} | {r['seed']} | "
+            f"{'U' if r['role'] == 'suspect' else 'C'} | {r['final_loss']:.4f} | "
+            + " | ".join(f"{x:.3f}" for x in rates)
+            + " |"
+        )
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown report of a results document."""
     v, cfg = results["verdict"], results["config"]
@@ -139,6 +167,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     for c in results["configurations"]:
         lines += _configuration(c)
+    lines += _runs(results)
     stages = ", ".join(f"{k.removesuffix('_s')} {s:.1f}s" for k, s in timing["stages"].items())
     lines += [
         "## Timing",
