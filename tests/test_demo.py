@@ -57,6 +57,9 @@ def test_quick_demo_writes_results_report_and_config(quick):
     }
     assert results["timing"]["total_s"] > 0
     assert "verdict: inconclusive" in output
+    kept = root / "store" / "experiment" / results["config_hash"]
+    for name in ("results.json", "report.md", "config.yaml"):
+        assert (kept / name).read_bytes() == (out / name).read_bytes()
 
 
 def test_configuration_numbers_come_from_the_runs(quick):

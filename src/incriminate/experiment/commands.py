@@ -7,12 +7,16 @@ the pipeline on the artifact store and write into the output directory:
     results.json   every number (schema in `experiment.results`)
     report.md      the verdict and the evidence behind it
 
+and a copy of the three into `STORE/experiment/<config_hash>/`.
+
 Every input is validated before anything is written.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,11 +71,27 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
     with progress() as bar:
         raw = run_experiment(cfg, store, workers, _bar_callback(bar))
     results = assemble(cfg, raw)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg))
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out_dir / "report.md").write_text(render(results))
+    files = {
+        "config.yaml": to_yaml(cfg),
+        "results.json": json.dumps(results, indent=1) + "\n",
+        "report.md": render(results),
+    }
+    for name, text in files.items():
+        (out_dir / name).write_text(text)
+    _keep(store.root / "experiment" / cfg.config_hash(), files)
     results["_wall_s"] = round(time.perf_counter() - t0, 1)
     return results
+
+
+def _keep(path: Path, files: dict[str, str]) -> None:
+    """A copy of the outputs in the store under the config's hash, replaced in one step."""
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+    shutil.rmtree(path, ignore_errors=True)
+    os.rename(tmp, path)
 
 
 def _check_teachers(teacher: Path, control: Path) -> None:
