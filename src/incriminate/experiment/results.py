@@ -80,7 +80,9 @@ def _pairs(runs: list[dict[str, Any]], truth: bool) -> list[Pair]:
 TRANSFER_SHARE = 0.05
 """A trait counts as transferred when U-students exceed C-students by at least this share of the
 teachers' own gap (U minus C) with 95% confidence; as not transferred when the upper bound of the
-difference stays below it; else unclear. Fixed before any experiment was run on the grid."""
+difference stays below it; else unclear. Introduced after the first grid run showed that "the
+CI excludes zero" calls a +0.0003 difference a transfer; it labels ground truth in the report and
+never enters the verdict."""
 
 
 def _transferred(diff: dict[str, Any], gap: float) -> str:
