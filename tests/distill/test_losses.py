@@ -240,3 +240,29 @@ def test_mean_over_tokens_not_batchmean() -> None:
     )
     assert ours.item() == pytest.approx(per_token.sum(-1).mean().item(), rel=1e-12)
     assert batchmean.item() == pytest.approx(T * ours.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 0.5, 1.0])
+def test_topk_jsd_with_k_equal_v_is_full_jsd_and_keeps_the_endpoints(beta: float) -> None:
+    s, t = _logits(12).to(torch.float64), _logits(13).to(torch.float64)
+    temp = 1.3
+    t_logprobs = F.log_softmax(t / temp, dim=-1)
+    ids = torch.argsort(t_logprobs, dim=-1, descending=True)
+    mask = _mask()
+    full = losses.generalized_jsd(s, t, mask, beta=beta, temperature=temp)
+    top = losses.topk_jsd(s, t_logprobs.gather(-1, ids), ids, mask, beta=beta, temperature=temp)
+    assert top.item() == pytest.approx(full.item(), abs=1e-10)
+
+
+def test_topk_jsd_on_hand_made_buckets_and_rejects_bad_beta() -> None:
+    student = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64).log().view(1, 1, 4)
+    t_logprobs = torch.tensor([0.5, 0.3], dtype=torch.float64).log().view(1, 1, 2)
+    ids = torch.tensor([0, 2]).view(1, 1, 2)
+    p_t, p_s = [0.5, 0.3, 0.2], [0.1, 0.3, 0.6]  # buckets: ids 0, 2 and the tail
+    beta = 0.25
+    m = [beta * a + (1 - beta) * b for a, b in zip(p_t, p_s, strict=True)]
+    expected = beta * _kl_row(p_t, m) + (1 - beta) * _kl_row(p_s, m)
+    got = losses.topk_jsd(student, t_logprobs, ids, beta=beta)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="beta"):
+        losses.topk_jsd(student, t_logprobs, ids, beta=1.5)

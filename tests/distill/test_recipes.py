@@ -35,6 +35,8 @@ TRAIN = TrainConfig(steps=30, batch_size=32, lr=1e-3, warmup=5)
 RECIPES = {
     "sft": (train_sft, SFTConfig(train=TRAIN)),
     "logit": (train_logit, LogitConfig(train=TRAIN)),
+    "logit-reverse": (train_logit, LogitConfig(train=TRAIN, divergence="reverse_kl")),
+    "logit-jsd+ce": (train_logit, LogitConfig(train=TRAIN, divergence="jsd", ce_weight=0.3)),
 }
 
 
@@ -208,3 +210,13 @@ def test_logit_temperature_must_match_the_cache(world):
     cfg = LogitConfig(train=TRAIN, temperature=2.0)
     with pytest.raises(ValueError, match="temperature"):
         train_logit(load_model(student_art.path), load_teacher_cache(train), cfg, 0)
+
+
+def test_logit_bad_objective_values_name_the_field():
+    from pydantic import ValidationError
+
+    for bad, field in (({"beta": 1.5}, "beta"), ({"ce_weight": -0.1}, "ce_weight")):
+        with pytest.raises(ValidationError, match=field):
+            LogitConfig(**bad)
+    with pytest.raises(ValidationError, match="k"):
+        TeacherCacheConfig(k=99)

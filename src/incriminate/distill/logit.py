@@ -1,7 +1,11 @@
 """Logit distillation: soft targets. Teacher-forced on prompt + the teacher's completion, the
 student matches the teacher's cached top-k log-probs at every completion token, with the rest of
-the vocabulary as one tail bucket (`losses.topk_forward_kl`, Hinton et al. 2015 with the top-k
-truncation of the teacher cache).
+the vocabulary as one tail bucket (Hinton et al. 2015 with the top-k truncation of the teacher
+cache; a cache with `k` = 98, the whole vocabulary, gives full-vocabulary targets).
+
+Objectives: forward KL (mode-covering), reverse KL (mode-seeking, MiniLLM) or generalized
+JSD(beta) (GKD), optionally mixed with hard-label cross-entropy on the teacher's sampled tokens:
+`loss = ce_weight * CE + (1 - ce_weight) * divergence`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from incriminate.distill.teacher_cache import TeacherCache
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
 log = logging.getLogger(__name__)
-DIVERGENCES = {"forward_kl": losses.topk_forward_kl, "reverse_kl": losses.topk_reverse_kl}
+DIVERGENCES = {
+    "forward_kl": losses.topk_forward_kl,
+    "reverse_kl": losses.topk_reverse_kl,
+    "jsd": losses.topk_jsd,
+}
 
 
 class LogitConfig(BaseModel):
@@ -34,8 +42,12 @@ class LogitConfig(BaseModel):
     temperature: float = Field(default=1.0, gt=0)
     """Softmax temperature of both distributions; must equal the cache's `logprob_temperature`.
     The loss is scaled by T**2."""
-    divergence: Literal["forward_kl", "reverse_kl"] = "forward_kl"
-    """KL(teacher || student) (mode-covering, the default) or KL(student || teacher)."""
+    divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    """KL(teacher || student) (mode-covering, the default), KL(student || teacher), or JSD(beta)."""
+    beta: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Interpolation of `jsd` in [0, 1] (TRL's endpoints: 0 is forward KL, 1 reverse KL)."""
+    ce_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Weight in [0, 1] of hard-label cross-entropy on the teacher's sampled tokens."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value."""
 
@@ -55,6 +67,7 @@ def train_logit(
             f"temperature {cache.logprob_temperature}: build the cache at the same temperature"
         )
     divergence = DIVERGENCES[cfg.divergence]
+    extra = {"beta": cfg.beta} if cfg.divergence == "jsd" else {}
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = adamw(student, cfg.train)
@@ -67,13 +80,18 @@ def train_logit(
         b = cache.batch(next(batches))
         logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
         # Position t predicts token t + 1, whose teacher distribution is topk_*[:, t + 1].
-        loss = divergence(
+        soft = divergence(
             logits,
             b.topk_logprobs[:, 1:],  # (B, T-1, K)
             b.topk_ids[:, 1:],  # (B, T-1, K)
             b.mask[:, 1:],  # (B, T-1)
             temperature=cfg.temperature,
+            **extra,
         )
+        loss = soft
+        if cfg.ce_weight > 0:
+            hard = losses.cross_entropy(logits, b.ids[:, 1:], b.mask[:, 1:])
+            loss = cfg.ce_weight * hard + (1 - cfg.ce_weight) * soft
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)

@@ -30,6 +30,7 @@ __all__ = [
     "generalized_jsd",
     "reverse_kl",
     "topk_forward_kl",
+    "topk_jsd",
     "topk_reverse_kl",
 ]
 
@@ -147,9 +148,14 @@ def generalized_jsd(
         return reverse_kl(student_logits, teacher_logits, mask, temperature, scale_by_t2)
     log_s = _log_probs(student_logits, temperature)  # (B, T, V)
     log_t = _log_probs(teacher_logits, temperature)  # (B, T, V)
-    log_m = torch.logaddexp(log_t + math.log(beta), log_s + math.log1p(-beta))  # (B, T, V)
-    jsd = beta * _kl(log_t, log_m) + (1.0 - beta) * _kl(log_s, log_m)  # (B, T)
-    return _masked_mean(jsd, mask) * _t2(temperature, scale_by_t2)
+    return _masked_mean(_jsd(log_s, log_t, beta), mask) * _t2(temperature, scale_by_t2)
+
+
+def _jsd(log_s: Tensor, log_t: Tensor, beta: float) -> Tensor:
+    """``beta KL(t || m) + (1 - beta) KL(s || m)``, m = beta t + (1 - beta) s; 0 < beta < 1.
+    (..., V) log-probs -> (...)."""
+    log_m = torch.logaddexp(log_t + math.log(beta), log_s + math.log1p(-beta))  # (..., V)
+    return beta * _kl(log_t, log_m) + (1.0 - beta) * _kl(log_s, log_m)
 
 
 def _topk_buckets(
@@ -224,3 +230,35 @@ def topk_reverse_kl(
         student_logits, teacher_topk_logprobs, teacher_topk_ids, temperature
     )
     return _masked_mean(_kl(log_s, log_t), mask) * _t2(temperature, scale_by_t2)
+
+
+def topk_jsd(
+    student_logits: Tensor,
+    teacher_topk_logprobs: Tensor,
+    teacher_topk_ids: Tensor,
+    mask: Tensor | None = None,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    scale_by_t2: bool = True,
+) -> Tensor:
+    """Generalized JSD(beta) of ``generalized_jsd`` on the K + 1 buckets of ``topk_forward_kl``
+    (the teacher's top-k ids and one tail bucket), with the same TRL endpoints: beta = 0 is
+    ``topk_forward_kl`` and beta = 1 is ``topk_reverse_kl``. Equals ``generalized_jsd`` when K = V.
+
+    student_logits: (B, T, V); teacher_topk_logprobs, teacher_topk_ids: (B, T, K); mask: (B, T);
+    beta in [0, 1]. Returns a scalar.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    if beta == 0.0:
+        return topk_forward_kl(
+            student_logits, teacher_topk_logprobs, teacher_topk_ids, mask, temperature, scale_by_t2
+        )
+    if beta == 1.0:
+        return topk_reverse_kl(
+            student_logits, teacher_topk_logprobs, teacher_topk_ids, mask, temperature, scale_by_t2
+        )
+    log_s, log_t = _topk_buckets(
+        student_logits, teacher_topk_logprobs, teacher_topk_ids, temperature
+    )
+    return _masked_mean(_jsd(log_s, log_t, beta), mask) * _t2(temperature, scale_by_t2)

@@ -57,8 +57,8 @@ class TeacherCacheConfig(BaseModel):
 
     temperature: float = Field(default=1.0, ge=0)
     """Sampling temperature of the teacher's completions; 0 decodes greedily."""
-    k: int = Field(default=16, ge=1)
-    """Teacher log-probs kept per completion token: the top k."""
+    k: int = Field(default=16, ge=1, le=len(WORDS))
+    """Teacher log-probs kept per completion token: the top k (98, the vocabulary, keeps all)."""
     logprob_temperature: float = Field(default=1.0, gt=0)
     """Cached log-probs are `log_softmax(teacher_logits / T)`; a logit run must use the same T."""
     max_new_tokens: int = Field(default=12, ge=1)
