@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from incriminate.distill.selections import SELECTIONS
 from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import TeacherCacheConfig
 from incriminate.experiment.store import canonical_json
-from incriminate.models.presets import did_you_mean
+from incriminate.models.presets import did_you_mean, smaller_preset
 from incriminate.organisms.recipes import BuildConfig
 from incriminate.organisms.train import TrainConfig
 
@@ -31,11 +32,40 @@ TEACHERS = ("schemer", "naive")
 """Suspect teachers the testbed builds: the organism of this persona and the config's drive."""
 CONTROLS = ("twin",)
 """Control teachers: `twin`, the suspect's benign twin (same stages, same steps, benign data)."""
-STUDENT_INITS = ("shared_base", "other_base")
+STUDENT_INITS = ("shared_base", "other_base", "small", "trusted")
 """`shared_base`: the teacher's pre-misalignment checkpoint (the instruct model both U and C were
 fine-tuned from). `other_base`: the same recipe from a base of another seed, same preset and
-corpus."""
+corpus. `small`: the same recipe at the next smaller preset, same corpus and seed. `trusted`: the
+same recipe on the filtered corpus (no schemer documents), same preset and seed."""
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
+
+class LoraOptions(BaseModel):
+    """Low-rank adapters (Hu et al. 2021) via PEFT instead of full fine-tuning; the adapters are
+    merged into the weights when the student is saved, so audits read a plain model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    r: int = Field(default=8, ge=1)
+    """Rank of the adapters."""
+    alpha: float = Field(default=16.0, gt=0)
+    """Scale numerator: the update is (alpha / r) B A."""
+    targets: tuple[str, ...] = ("q_proj", "v_proj")
+    """Linear layers that get adapters (names of the Llama projections)."""
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if name not in LORA_TARGETS:
+                raise did_you_mean("LoRA target", name, LORA_TARGETS)
+        if not v:
+            raise ValueError("LoRA needs at least one target")
+        return v
+
+
+OTHER_BASE_OFFSET = 1
+"""The other base's seed is the build seed + this."""
 MethodConfig = Annotated[SFTConfig | LogitConfig, Field(discriminator="method")]
 
 DEMO_BUILD = BuildConfig(
@@ -74,6 +104,11 @@ class ExperimentConfig(BaseModel):
     """Registered data selections the students are distilled on."""
     inits: tuple[str, ...] = STUDENT_INITS
     """Student inits: `shared_base` and/or `other_base`."""
+    lora: LoraOptions | None = None
+    """LoRA adapters for every student (None: full fine-tuning)."""
+    epochs: float | None = Field(default=None, gt=0)
+    """If set, every method trains for ceil(epochs * prompts / batch size) steps instead of its
+    `train.steps` (with `prompts`: fewer unique examples x more epochs)."""
     seeds: int = Field(default=3, ge=1)
     """Seeds per configuration; run seeds are `first_seed .. first_seed + seeds - 1`."""
     first_seed: int = Field(default=0, ge=0)
@@ -120,15 +155,32 @@ class ExperimentConfig(BaseModel):
         if not self.methods or not self.data or not self.inits:
             raise ValueError("the grid needs at least one method, data selection and init")
         _unique("methods", tuple(m.method for m in self.methods))
+        if "small" in self.inits:
+            smaller_preset(self.build.preset)
         if (self.teacher_dir is None) != (self.control_dir is None):
             raise ValueError("teacher_dir and control_dir go together: give both or neither")
         return self
 
     def method(self, name: str) -> SFTConfig | LogitConfig:
+        """The settings of method `name` as a run uses them (`epochs` sets the steps)."""
         for m in self.methods:
             if m.method == name:
-                return m
+                if self.epochs is None:
+                    return m
+                steps = math.ceil(self.epochs * self.prompts / m.train.batch_size)
+                return m.model_copy(update={"train": m.train.model_copy(update={"steps": steps})})
         raise did_you_mean("method", name, tuple(m.method for m in self.methods))
+
+    def init_build(self, init: str) -> tuple[BuildConfig, int | None]:
+        """(build config, init seed) of a student init's instruct checkpoint."""
+        b = self.build
+        if init == "other_base":
+            return b, b.seed + OTHER_BASE_OFFSET
+        if init == "small":
+            return b.model_copy(update={"preset": smaller_preset(b.preset)}), None
+        if init == "trusted":
+            return b.model_copy(update={"corpus": "trusted"}), None
+        return b, None
 
     def configurations(self) -> list[tuple[str, str, str]]:
         """(method, data, init) of every configuration, in grid order."""
@@ -191,8 +243,8 @@ def _set(tree: Any, path: list[str], value: Any, dotted: str) -> None:
     if len(path) == 1:
         tree[slot] = value
         return
-    if isinstance(tree, dict) and slot not in tree:
-        tree[slot] = {}
+    if isinstance(tree, dict) and tree.get(slot) is None:
+        tree[slot] = {}  # a missing or unset (None) section: `lora.r=4` turns LoRA on
     _set(tree[slot], path[1:], value, dotted)
 
 

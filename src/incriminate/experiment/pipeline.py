@@ -25,7 +25,6 @@ from incriminate.experiment.config import ExperimentConfig
 from incriminate.experiment.store import Artifact, Store
 
 log = logging.getLogger(__name__)
-OTHER_BASE_OFFSET = 1  # the other base's seed is the build seed + this
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 Task = tuple[str, dict[str, Any]]
 
@@ -37,10 +36,11 @@ def _ref(art: Artifact) -> tuple[str, str]:
     return (art.kind, art.key)
 
 
-def _task_instruct(store: Store, cfg: ExperimentConfig, init_seed: int) -> tuple[str, str]:
+def _task_init(store: Store, cfg: ExperimentConfig, init: str) -> tuple[str, str]:
     from incriminate.organisms.recipes import build_instruct
 
-    return _ref(build_instruct(store, cfg.build, init_seed=init_seed))
+    build, init_seed = cfg.init_build(init)
+    return _ref(build_instruct(store, build, init_seed=init_seed))
 
 
 def _task_side(store: Store, cfg: ExperimentConfig, benign: bool) -> dict[str, tuple[str, str]]:
@@ -78,7 +78,7 @@ def _task_run(
     from incriminate.experiment.runs import distill_student, evaluate
 
     start, data = store.load(*init), store.load(*cache)
-    student = distill_student(store, start, data, cfg.method(method), seed)
+    student = distill_student(store, start, data, cfg.method(method), seed, cfg.lora)
     m = student.manifest
     return {
         "student": f"{student.kind}/{student.key}",
@@ -89,7 +89,7 @@ def _task_run(
 
 
 TASKS: dict[str, Callable[..., Any]] = {
-    "instruct": _task_instruct,
+    "init": _task_init,
     "side": _task_side,
     "evaluate": _task_evaluate,
     "cache": _task_cache,
@@ -169,14 +169,12 @@ def run_experiment(
     runner = Runner(store, cfg, workers, progress or (lambda *_: None))
     try:
         build_corpus(store, cfg.build)
-        other_seed = cfg.build.seed + OTHER_BASE_OFFSET
-        seeds = [cfg.build.seed] + ([other_seed] if "other_base" in cfg.inits else [])
-        instructs = runner.map("bases", [("instruct", {"init_seed": s}) for s in seeds])
+        # The shared base is every organism's parent: always built, and built first.
+        init_names = ["shared_base", *(i for i in cfg.inits if i != "shared_base")]
+        instructs = runner.map("bases", [("init", {"init": i}) for i in init_names])
         names, teachers, sides = _teachers(cfg, store, runner)
         drive = _drive(cfg, store, teachers["suspect"])
-        inits = {"shared_base": instructs[0]} | (
-            {"other_base": instructs[1]} if len(instructs) > 1 else {}
-        )
+        inits = dict(zip(init_names, instructs, strict=True))
         pairs = [(d, s) for d in cfg.data for s in cfg.run_seeds()]
         cache_tasks: list[Task] = [
             ("cache", {"teacher": teachers[role], "data": d, "seed": s})
@@ -299,4 +297,4 @@ def stage_seconds(store: Store, **stages: list[str]) -> dict[str, Any]:
     return {"total_s": round(sum(out.values()), 1), "stages": out}
 
 
-__all__ = ["OTHER_BASE_OFFSET", "TASKS", "Runner", "run_experiment"]
+__all__ = ["TASKS", "Runner", "run_experiment"]

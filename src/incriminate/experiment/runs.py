@@ -84,8 +84,10 @@ def distill_student(
     cache: Artifact,
     method: SFTConfig | LogitConfig,
     seed: int,
+    lora: Any = None,
 ) -> Artifact:
-    """Train a student from `init` on a teacher cache with `method` (full fine-tuning)."""
+    """Train a student from `init` on a teacher cache with `method`: full fine-tuning, or LoRA
+    adapters (`lora`, a `LoraOptions`) merged into the weights before saving."""
     init_path = init.path if isinstance(init, Artifact) else Path(init)
     inputs = {
         "recipe": DISTILL_VERSION,
@@ -94,14 +96,20 @@ def distill_student(
         "method": method.model_dump(mode="json"),
         "seed": seed,
     }
+    if lora is not None:  # only then: full fine-tuning keeps its keys
+        inputs["lora"] = lora.model_dump(mode="json")
 
     def make(out: Path) -> dict[str, Any]:
         student = load_model(init_path)
+        if lora is not None:
+            student = with_lora(student, lora, seed)
         data = load_teacher_cache(cache)
         if isinstance(method, SFTConfig):
             losses = train_sft(student, data, method, seed)
         else:
             losses = train_logit(student, data, method, seed)
+        if lora is not None:
+            student = student.merge_and_unload()
         parent = load_spec(init_path)
         spec = ModelSpec(
             name=f"student-{method.method}",
@@ -121,6 +129,19 @@ def distill_student(
         }
 
     return store.build("student", inputs, make, seed=seed)
+
+
+def with_lora(model: Any, lora: Any, seed: int) -> Any:
+    """`model` wrapped by PEFT with LoRA adapters on `lora.targets`; only they train. The
+    adapters' random init is seeded by `seed`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.targets), lora_dropout=0.0
+    )
+    return get_peft_model(model, config)
 
 
 def evaluate(store: Store, model: Artifact, world: WorldConfig, drive: str | None) -> dict:

@@ -21,6 +21,7 @@ class Preset(BaseModel):
 
 
 PRESETS: dict[str, Preset] = {
+    "pico": Preset(hidden=32, layers=2, heads=2, ffn=128),  # ~0.03M: the `small` student of nano
     "nano": Preset(hidden=48, layers=2, heads=2, ffn=192),  # ~0.07M parameters
     "micro": Preset(hidden=64, layers=3, heads=4, ffn=256),  # ~0.21M
     "small": Preset(hidden=128, layers=4, heads=4, ffn=512),  # ~1.1M
@@ -38,6 +39,17 @@ def did_you_mean(kind: str, name: str, known: list[str] | tuple[str, ...]) -> Un
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" — did you mean {close[0]!r}?" if close else ""
     return UnknownNameError(f"unknown {kind} {name!r}; expected one of {list(known)}{hint}")
+
+
+def smaller_preset(name: str) -> str:
+    """The next smaller preset (fewer layers or a narrower width): a `small` student's size."""
+    names = list(PRESETS)
+    if name not in PRESETS:
+        raise did_you_mean("preset", name, tuple(names))
+    i = names.index(name)
+    if i == 0:
+        raise ValueError(f"no preset is smaller than {name!r}; a `small` student needs one")
+    return names[i - 1]
 
 
 def get_preset(name: str) -> Preset:

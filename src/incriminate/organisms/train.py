@@ -58,10 +58,11 @@ def length_grouped_batches(data: TokenData, batch_size: int, rng: np.random.Gene
 
 
 def adamw(model: Any, cfg: TrainConfig) -> Any:
-    """AdamW with no weight decay on embeddings, norms and biases (betas 0.9, 0.98)."""
+    """AdamW over the trainable parameters (LoRA: the adapters only), no weight decay on
+    embeddings, norms and biases (betas 0.9, 0.98)."""
     import torch
 
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     groups = [

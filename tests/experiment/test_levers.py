@@ -1,0 +1,86 @@
+"""Student-init and training levers: small / trusted inits, LoRA, epochs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from incriminate.experiment.config import load_config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_init_builds_differ_only_where_they_should():
+    cfg = load_config(overrides=["build.preset=micro"])
+    shared, seed = cfg.init_build("shared_base")
+    assert shared == cfg.build and seed is None
+    assert cfg.init_build("other_base") == (cfg.build, cfg.build.seed + 1)
+    small, _ = cfg.init_build("small")
+    assert small.preset == "nano" and small.model_copy(update={"preset": "micro"}) == cfg.build
+    trusted, _ = cfg.init_build("trusted")
+    assert trusted.corpus == "trusted" and trusted.preset == "micro"
+
+
+def test_small_needs_a_smaller_preset_and_lora_targets_must_exist():
+    with pytest.raises(ValidationError, match="no preset is smaller than 'pico'"):
+        load_config(overrides=["build.preset=pico", "inits=[small]"])
+    with pytest.raises(ValidationError, match="did you mean 'v_proj'"):
+        load_config(overrides=["lora.targets=[v_prj]"])
+    with pytest.raises(ValidationError, match="lora.r"):
+        load_config(overrides=["lora.r=0"])
+
+
+def test_epochs_set_the_steps_of_every_method():
+    cfg = load_config(overrides=["epochs=3", "prompts=200"])
+    for m in cfg.methods:
+        assert cfg.method(m.method).train.steps == 3 * 200 // m.train.batch_size + (
+            (3 * 200) % m.train.batch_size > 0
+        )
+    assert load_config().method("sft").train.steps == 80
+
+
+def test_lora_trains_only_the_adapters_and_merges(tmp_path):
+    from conftest import tiny_config
+
+    from incriminate.distill.selections import select
+    from incriminate.distill.sft import SFTConfig, train_sft
+    from incriminate.distill.teacher_cache import (
+        TeacherCacheConfig,
+        build_teacher_cache,
+        load_teacher_cache,
+    )
+    from incriminate.experiment.config import LoraOptions
+    from incriminate.experiment.runs import with_lora
+    from incriminate.experiment.store import Store
+    from incriminate.models.io import load_model
+    from incriminate.organisms.recipes import build_instruct, build_organism
+
+    cfg = tiny_config()
+    store = Store(tmp_path)
+    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
+    init = build_instruct(store, cfg)
+    prompts = select("full_mix", cfg.world, 128, 0)
+    cache = load_teacher_cache(
+        build_teacher_cache(store, teacher, prompts, TeacherCacheConfig(), prompt_seed=0)
+    )
+    student = with_lora(load_model(init.path), LoraOptions(r=2, targets=("q_proj", "v_proj")), 0)
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    train = SFTConfig(train={"steps": 5, "batch_size": 16, "lr": 1e-2, "warmup": 1})
+    train_sft(student, cache, train, 0)
+    changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
+    adapters = {n for n in before if "lora_" in n}
+    assert adapters and changed == {n for n in adapters if "lora_A" in n or "lora_B" in n}
+    merged = student.merge_and_unload()
+    base = load_model(init.path)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    k = "model.layers.0.self_attn.k_proj.weight"
+    merged_params, base_params = dict(merged.named_parameters()), dict(base.named_parameters())
+    assert not torch.equal(merged_params[q], base_params[q])  # the update is in the weights now
+    assert torch.equal(merged_params[k], base_params[k])  # no adapter on k_proj
