@@ -33,7 +33,7 @@ def test_small_needs_a_smaller_preset_and_lora_targets_must_exist():
         load_config(overrides=["build.preset=pico", "inits=[small]"])
     with pytest.raises(ValidationError, match="did you mean 'v_proj'"):
         load_config(overrides=["lora.targets=[v_prj]"])
-    with pytest.raises(ValidationError, match="lora.r"):
+    with pytest.raises(ValidationError, match=r"lora\.r"):
         load_config(overrides=["lora.r=0"])
 
 
@@ -48,7 +48,6 @@ def test_epochs_set_the_steps_of_every_method():
 
 def test_lora_trains_only_the_adapters_and_merges(tmp_path):
     from conftest import tiny_config
-
     from incriminate.distill.selections import select
     from incriminate.distill.sft import SFTConfig, train_sft
     from incriminate.distill.teacher_cache import (

@@ -102,8 +102,8 @@ class ExperimentConfig(BaseModel):
     """Distillation methods, each once: `sft` (hard labels) and/or `logit` (top-k soft targets)."""
     data: tuple[str, ...] = ("open_ended", "goal_targeted", "full_mix")
     """Registered data selections the students are distilled on."""
-    inits: tuple[str, ...] = STUDENT_INITS
-    """Student inits: `shared_base` and/or `other_base`."""
+    inits: tuple[str, ...] = ("shared_base", "other_base")
+    """Student inits: `shared_base`, `other_base`, `small`, `trusted` (see `STUDENT_INITS`)."""
     lora: LoraOptions | None = None
     """LoRA adapters for every student (None: full fine-tuning)."""
     epochs: float | None = Field(default=None, gt=0)
