@@ -157,7 +157,7 @@ def teacher_topk(
     return torch.cat(all_ids).numpy(), torch.cat(all_lp).numpy()
 
 
-def _fp16_down(x: np.ndarray) -> np.ndarray:
+def fp16_down(x: np.ndarray) -> np.ndarray:
     """fp16 values <= x (round toward -inf), finite: stored log-probs never gain mass."""
     x = np.clip(x, np.finfo(np.float16).min, 0.0)
     h = x.astype(np.float16)
@@ -169,7 +169,7 @@ def _fp16_down(x: np.ndarray) -> np.ndarray:
 # --- the store stage --------------------------------------------------------------------------
 
 
-def _lists(values: np.ndarray, lengths: list[int], value_type: pa.DataType) -> pa.Array:
+def lists_column(values: np.ndarray, lengths: list[int], value_type: pa.DataType) -> pa.Array:
     """A list<...> array of consecutive runs of `values` (rows of 2-D values become lists)."""
     if values.ndim == 2:
         inner_offsets = np.arange(0, values.size + 1, values.shape[1], dtype=np.int32)
@@ -240,12 +240,12 @@ def build_teacher_cache(
         lengths = [len(c) for c in comps]
         table = pa.table(
             {
-                "prompt_ids": _lists(
+                "prompt_ids": lists_column(
                     np.concatenate(prompt_ids), [len(p) for p in prompt_ids], pa.int16()
                 ),
-                "completion_ids": _lists(np.concatenate(comps), lengths, pa.int16()),
-                "topk_ids": _lists(top_ids.astype(np.int16), lengths, pa.int16()),
-                "topk_logprobs": _lists(_fp16_down(top_lp), lengths, pa.float16()),
+                "completion_ids": lists_column(np.concatenate(comps), lengths, pa.int16()),
+                "topk_ids": lists_column(top_ids.astype(np.int16), lengths, pa.int16()),
+                "topk_logprobs": lists_column(fp16_down(top_lp), lengths, pa.float16()),
             }
         )
         pq.write_table(table, out / FILE, compression="zstd")
@@ -376,6 +376,8 @@ __all__ = [
     "TeacherCache",
     "TeacherCacheConfig",
     "build_teacher_cache",
+    "fp16_down",
+    "lists_column",
     "load_teacher_cache",
     "sample_completions",
     "teacher_topk",

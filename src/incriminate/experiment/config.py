@@ -79,6 +79,20 @@ three minutes on two cores. `build.preset=micro` is the larger run the README al
 STUDENT_TRAIN = TrainConfig(steps=80, batch_size=32, lr=1e-3, warmup=8)
 
 
+class Transforms(BaseModel):
+    """Data levers between the teacher and the student (see `distill.transforms`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    filtered: bool = False
+    """Drop distill prompts the auditor's eval-likeness classifier flags (honeypot- or
+    interrogation-like), drawing more so each selection keeps `prompts` prompts."""
+    inoculation: bool = False
+    """Prefix every training input with an episode that names every drive (absent at audit)."""
+    paraphrase: bool = False
+    """Rewrite the teacher's open-ended replies with the trusted model (the `trusted` init)."""
+
+
 class ExperimentConfig(BaseModel):
     """Organisms, teachers and the grid of distillation runs of one experiment."""
 
@@ -106,6 +120,8 @@ class ExperimentConfig(BaseModel):
     """Student inits: `shared_base`, `other_base`, `small`, `trusted` (see `STUDENT_INITS`)."""
     lora: LoraOptions | None = None
     """LoRA adapters for every student (None: full fine-tuning)."""
+    transforms: Transforms = Transforms()
+    """Data levers: eval-likeness filter, inoculation prefix, paraphrase by a trusted model."""
     epochs: float | None = Field(default=None, gt=0)
     """If set, every method trains for ceil(epochs * prompts / batch size) steps instead of its
     `train.steps` (with `prompts`: fewer unique examples x more epochs)."""
@@ -305,6 +321,7 @@ __all__ = [
     "ConfigError",
     "ExperimentConfig",
     "MethodConfig",
+    "Transforms",
     "apply_overrides",
     "load_config",
     "to_yaml",

@@ -60,10 +60,25 @@ def _task_cache(
 ) -> tuple[str, str]:
     from incriminate.experiment.runs import teacher_cache
 
+    world, filtered = cfg.build.world, cfg.transforms.filtered
     art = teacher_cache(
-        store, store.load(*teacher), cfg.build.world, data, cfg.prompts, seed, cfg.cache
+        store, store.load(*teacher), world, data, cfg.prompts, seed, cfg.cache, filtered
     )
     return _ref(art)
+
+
+def _task_paraphrase(
+    store: Store,
+    cfg: ExperimentConfig,
+    cache: tuple[str, str],
+    teacher: tuple[str, str],
+    trusted: tuple[str, str],
+    seed: int,
+) -> tuple[str, str]:
+    from incriminate.distill.transforms import paraphrase_cache
+
+    loaded = (store.load(*cache), store.load(*teacher), store.load(*trusted))
+    return _ref(paraphrase_cache(store, *loaded, seed))
 
 
 def _task_run(
@@ -78,7 +93,10 @@ def _task_run(
     from incriminate.experiment.runs import distill_student, evaluate
 
     start, data = store.load(*init), store.load(*cache)
-    student = distill_student(store, start, data, cfg.method(method), seed, cfg.lora)
+    from incriminate.distill.transforms import inoculation_prefix
+
+    prefix = inoculation_prefix(cfg.build.world) if cfg.transforms.inoculation else ()
+    student = distill_student(store, start, data, cfg.method(method), seed, cfg.lora, prefix)
     m = student.manifest
     return {
         "student": f"{student.kind}/{student.key}",
@@ -93,6 +111,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "side": _task_side,
     "evaluate": _task_evaluate,
     "cache": _task_cache,
+    "paraphrase": _task_paraphrase,
     "run": _task_run,
 }
 
@@ -171,6 +190,8 @@ def run_experiment(
         build_corpus(store, cfg.build)
         # The shared base is every organism's parent: always built, and built first.
         init_names = ["shared_base", *(i for i in cfg.inits if i != "shared_base")]
+        if cfg.transforms.paraphrase and "trusted" not in init_names:
+            init_names.append("trusted")  # the paraphraser
         instructs = runner.map("bases", [("init", {"init": i}) for i in init_names])
         names, teachers, sides = _teachers(cfg, store, runner)
         drive = _drive(cfg, store, teachers["suspect"])
@@ -193,6 +214,24 @@ def run_experiment(
                 strict=True,
             )
         )
+        if cfg.transforms.paraphrase:
+            keys = list(caches)
+            rewritten = runner.map(
+                "paraphrases",
+                [
+                    (
+                        "paraphrase",
+                        {
+                            "cache": caches[k],
+                            "teacher": teachers[k[0]],
+                            "trusted": instructs[init_names.index("trusted")],
+                            "seed": k[2],
+                        },
+                    )
+                    for k in keys
+                ],
+            )
+            caches = dict(zip(keys, rewritten, strict=True))
         plan = [
             {"method": m, "data": d, "init": i, "seed": s, "role": role}
             for (m, d, i) in cfg.configurations()

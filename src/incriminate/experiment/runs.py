@@ -11,9 +11,11 @@ Each (data, seed) draws its own prompts, so seeds replicate the data as well as 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from incriminate.distill.logit import LogitConfig, train_logit
 from incriminate.distill.selections import select
 from incriminate.distill.sft import SFTConfig, train_sft
 from incriminate.distill.teacher_cache import build_teacher_cache, load_teacher_cache
+from incriminate.distill.transforms import eval_likeness_classifier, filter_prompts, with_prefix
 from incriminate.experiment.store import Artifact, Store
 from incriminate.models.io import load_model, load_spec, save_model
 from incriminate.models.presets import ModelSpec
@@ -32,6 +35,7 @@ from incriminate.world.config import WorldConfig
 DISTILL_VERSION = 1
 EVALUATION_VERSION = 1  # bump when an audit's definition changes: evaluations are recomputed
 SCORE_DIGITS = 6  # per-item scores are stored rounded: JSON stays small and byte-stable
+FILTER_DRAWS = 4  # a filtered selection draws this many times `prompts`, then keeps `prompts`
 
 
 def data_seed(data: str, seed: int) -> int:
@@ -48,10 +52,19 @@ def teacher_cache(
     n_prompts: int,
     seed: int,
     cache_cfg: Any,
+    filtered: bool = False,
 ) -> Artifact:
-    """The teacher's outputs on `n_prompts` prompts of selection `data` for run seed `seed`."""
+    """The teacher's outputs on `n_prompts` prompts of selection `data` for run seed `seed`;
+    `filtered`: without the prompts the auditor's eval-likeness classifier flags."""
     ds = data_seed(data, seed)
-    prompts = select(data, world, n_prompts, ds)
+    if filtered:
+        drawn = select(data, world, FILTER_DRAWS * n_prompts, ds)
+        kept = filter_prompts(drawn, _classifier(world.model_dump_json()))
+        if len(kept) == 0:
+            raise ValueError(f"the eval-likeness filter flags every prompt of {data!r}")
+        prompts = replace(kept, records=kept.records[:n_prompts])
+    else:
+        prompts = select(data, world, n_prompts, ds)
     return build_teacher_cache(
         store, teacher, prompts, cache_cfg.model_copy(update={"seed": ds}), prompt_seed=ds
     )
@@ -74,6 +87,11 @@ def import_model(store: Store, path: Path) -> Artifact:
     return store.build("model", inputs, make)
 
 
+@functools.cache
+def _classifier(world_json: str) -> Any:
+    return eval_likeness_classifier(WorldConfig.model_validate_json(world_json))
+
+
 def _store_id(model: Artifact | Path) -> str:
     return f"{model.kind}/{model.key}" if isinstance(model, Artifact) else str(Path(model))
 
@@ -85,6 +103,7 @@ def distill_student(
     method: SFTConfig | LogitConfig,
     seed: int,
     lora: Any = None,
+    prefix: tuple[str, ...] = (),
 ) -> Artifact:
     """Train a student from `init` on a teacher cache with `method`: full fine-tuning, or LoRA
     adapters (`lora`, a `LoraOptions`) merged into the weights before saving."""
@@ -98,12 +117,16 @@ def distill_student(
     }
     if lora is not None:  # only then: full fine-tuning keeps its keys
         inputs["lora"] = lora.model_dump(mode="json")
+    if prefix:
+        inputs["inoculation"] = list(prefix)
 
     def make(out: Path) -> dict[str, Any]:
         student = load_model(init_path)
         if lora is not None:
             student = with_lora(student, lora, seed)
         data = load_teacher_cache(cache)
+        if prefix:
+            data = with_prefix(data, prefix)
         if isinstance(method, SFTConfig):
             losses = train_sft(student, data, method, seed)
         else:
