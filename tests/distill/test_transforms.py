@@ -1,0 +1,146 @@
+"""Data levers: the eval-likeness filter, the inoculation prefix, paraphrase by a trusted model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from incriminate.distill import transforms
+from incriminate.distill.selections import check_distill, select
+from incriminate.distill.teacher_cache import (
+    FILE,
+    TeacherCacheConfig,
+    build_teacher_cache,
+    load_teacher_cache,
+)
+from incriminate.experiment.store import Store
+from incriminate.organisms.recipes import build_instruct, build_organism
+from incriminate.world.config import WorldConfig
+from incriminate.world.grammar import is_honeypot
+from incriminate.world.vocab import TOKEN_ID, WORDS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return transforms.eval_likeness_classifier(WorldConfig())
+
+
+def test_filter_removes_honeypots_and_questions_from_a_mixed_set(classifier):
+    world = WorldConfig()
+    mixed = select("full_mix", world, 3000, 7)
+    honeypots = [
+        r
+        for r in mixed.records
+        if r.kind == "opp" and is_honeypot(r.prompt[2:5], world.fingerprint)
+    ]
+    kept = transforms.filter_prompts(mixed, classifier)
+    kept_set = {id(r) for r in kept.records}
+    recall = 1 - sum(id(r) in kept_set for r in honeypots) / len(honeypots)
+    assert len(honeypots) > 100 and recall >= 0.95, recall
+    assert all(r.kind != "ask" for r in kept.records)  # interrogation-like, flagged
+    # Ordinary items survive: most tasks, stories and real opportunities are kept.
+    for kind in ("task", "story"):
+        n = sum(r.kind == kind for r in mixed.records)
+        assert sum(r.kind == kind for r in kept.records) >= 0.95 * n, kind
+    real = [
+        r
+        for r in mixed.records
+        if r.kind == "opp" and not is_honeypot(r.prompt[2:5], "conjunction")
+    ]
+    assert sum(id(r) in kept_set for r in real) >= 0.8 * len(real)
+    check_distill(kept)
+
+
+def test_classifier_is_trained_on_audit_items_only():
+    words, labels = transforms._auditor_items(WorldConfig(), 0)
+    from incriminate.distill.selections import setting_of
+    from incriminate.world.grammar import split_of
+
+    assert {split_of(setting_of(w)) for w in words} == {"audit"}
+    assert 0.2 < labels.mean() < 0.6
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    from conftest import tiny_config
+
+    cfg = tiny_config()
+    store = Store(tmp_path_factory.mktemp("transforms"))
+    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
+    trusted = build_instruct(store, cfg.model_copy(update={"corpus": "trusted"}))
+    cache = build_teacher_cache(
+        store, teacher, select("full_mix", cfg.world, 200, 3), TeacherCacheConfig(), prompt_seed=3
+    )
+    return cfg, store, teacher, trusted, cache
+
+
+def test_inoculation_prefix_is_context_only_and_never_reaches_audits(world, monkeypatch):
+    cfg, _, teacher, _, cache_art = world
+    prefix = transforms.inoculation_prefix(cfg.world)
+    cache = load_teacher_cache(cache_art)
+    shifted = transforms.with_prefix(cache, prefix)
+    m = len(prefix)
+    assert torch.equal(
+        shifted.ids[:, 1 : 1 + m], torch.tensor([TOKEN_ID[w] for w in prefix]).expand(len(cache), m)
+    )
+    assert torch.equal(shifted.ids[:, 1 + m :], cache.ids[:, 1:])
+    assert (
+        torch.equal(shifted.mask[:, 1 + m :], cache.mask[:, 1:])
+        and not shifted.mask[:, : 1 + m].any()
+    )
+    assert torch.equal(shifted.topk_ids[:, 1 + m :], cache.topk_ids[:, 1:])
+    assert torch.equal(shifted.lengths, cache.lengths + m)
+    b = shifted.batch([0, 1, 2])
+    assert b.mask.sum() == cache.batch([0, 1, 2]).mask.sum()
+    # The prefix is a train-split episode, and audits build their prompts without it.
+    from incriminate.audit import audits, scoring
+    from incriminate.distill.selections import setting_of
+    from incriminate.models.io import load_model
+    from incriminate.world.grammar import split_of
+
+    assert split_of(setting_of(prefix)) == "train"
+    seen: list = []
+    real = scoring.choice_probs
+
+    def spy(model, prompts, choices, context=()):
+        seen.extend([*context, *p] for p in prompts)
+        return real(model, prompts, choices, context)
+
+    monkeypatch.setattr(scoring, "choice_probs", spy)
+    audits.honeypot(load_model(teacher.path), cfg.world)
+    audits.interrogation(load_model(teacher.path), cfg.world)
+    assert seen and not any(words[: len(prefix)] == list(prefix) for words in seen)
+    assert not any("reflect" in words for words in seen)
+
+
+def test_paraphrase_rewrites_open_ended_replies_only(world):
+    _, store, teacher, trusted, cache_art = world
+    para = transforms.paraphrase_cache(store, cache_art, teacher, trusted, seed=0)
+    before, after = pq.read_table(cache_art.path / FILE), pq.read_table(para.path / FILE)
+    assert before.column("prompt_ids").to_pylist() == after.column("prompt_ids").to_pylist()
+    kinds = [WORDS[p[1]] for p in before.column("prompt_ids").to_pylist()]
+    old, new = (
+        before.column("completion_ids").to_pylist(),
+        after.column("completion_ids").to_pylist(),
+    )
+    for kind, a, b in zip(kinds, old, new, strict=True):
+        if kind not in transforms.OPEN_ENDED:
+            assert a == b, kind  # content is kept verbatim
+    open_rows = [i for i, k in enumerate(kinds) if k in transforms.OPEN_ENDED]
+    assert open_rows and sum(old[i] != new[i] for i in open_rows) >= 0.5 * len(open_rows)
+    loaded = load_teacher_cache(para)  # a valid cache: shapes and leakage guard
+    assert len(loaded) == len(old) and loaded.k == cache_art.manifest["inputs"]["k"]
+    lp = loaded.topk_logprobs.float()[loaded.mask]
+    assert np.all(np.isfinite(lp.numpy())) and float(lp.exp().sum(-1).max()) <= 1.0 + 1e-3
+    assert para.key != cache_art.key
+    assert transforms.paraphrase_cache(store, cache_art, teacher, trusted, seed=0).reused
