@@ -170,7 +170,7 @@ def paraphrase_cache(
 
 def _cache_inputs(cache: Artifact) -> dict[str, Any]:
     """The cache inputs a loader reads (k, temperatures), carried over to a derived cache."""
-    keep = ("k", "logprob_temperature", "temperature", "max_new_tokens", "prompts")
+    keep = ("teacher", "k", "logprob_temperature", "temperature", "max_new_tokens", "prompts")
     return {k: cache.manifest["inputs"][k] for k in keep}
 
 

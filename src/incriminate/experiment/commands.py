@@ -190,7 +190,9 @@ def demo(
 
 def distill(
     overrides: Overrides = None,
-    method: Annotated[str, typer.Option(help="Distillation method: sft or logit.")] = "logit",
+    method: Annotated[
+        str, typer.Option(help="Distillation method: sft, logit, on_policy or dpo.")
+    ] = "logit",
     data: Annotated[str, typer.Option(help="Data selection, e.g. full_mix.")] = "full_mix",
     init: Annotated[
         str, typer.Option(help="Student init: shared_base or other_base.")
@@ -230,7 +232,9 @@ def distill(
 
 def _method(cfg: Any, name: str) -> dict:
     """The config's settings of method `name`, or that method's defaults."""
+    from incriminate.distill.dpo import DPOConfig
     from incriminate.distill.logit import LogitConfig
+    from incriminate.distill.on_policy import OnPolicyConfig
     from incriminate.distill.sft import SFTConfig
     from incriminate.experiment.config import STUDENT_TRAIN
     from incriminate.models.presets import did_you_mean
@@ -238,7 +242,7 @@ def _method(cfg: Any, name: str) -> dict:
     for m in cfg.methods:
         if m.method == name:
             return m.model_dump()
-    known = {"sft": SFTConfig, "logit": LogitConfig}
+    known = {"sft": SFTConfig, "logit": LogitConfig, "on_policy": OnPolicyConfig, "dpo": DPOConfig}
     if name not in known:
         raise did_you_mean("method", name, tuple(known))
     return known[name](train=STUDENT_TRAIN).model_dump()

@@ -19,7 +19,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from incriminate.distill.dpo import DPOConfig
 from incriminate.distill.logit import LogitConfig
+from incriminate.distill.on_policy import OnPolicyConfig
 from incriminate.distill.selections import SELECTIONS
 from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import TeacherCacheConfig
@@ -66,7 +68,9 @@ class LoraOptions(BaseModel):
 
 OTHER_BASE_OFFSET = 1
 """The other base's seed is the build seed + this."""
-MethodConfig = Annotated[SFTConfig | LogitConfig, Field(discriminator="method")]
+MethodConfig = Annotated[
+    SFTConfig | LogitConfig | OnPolicyConfig | DPOConfig, Field(discriminator="method")
+]
 
 DEMO_BUILD = BuildConfig(
     preset="nano",
@@ -113,7 +117,9 @@ class ExperimentConfig(BaseModel):
         SFTConfig(train=STUDENT_TRAIN),
         LogitConfig(train=STUDENT_TRAIN),
     )
-    """Distillation methods, each once: `sft` (hard labels) and/or `logit` (top-k soft targets)."""
+    """Distillation methods, each once: `sft` (hard labels), `logit` (top-k soft targets),
+    `on_policy` (GKD: student samples scored by the teacher), `dpo` (preference pairs from the
+    teacher)."""
     data: tuple[str, ...] = ("open_ended", "goal_targeted", "full_mix")
     """Registered data selections the students are distilled on."""
     inits: tuple[str, ...] = ("shared_base", "other_base")
@@ -177,7 +183,7 @@ class ExperimentConfig(BaseModel):
             raise ValueError("teacher_dir and control_dir go together: give both or neither")
         return self
 
-    def method(self, name: str) -> SFTConfig | LogitConfig:
+    def method(self, name: str) -> SFTConfig | LogitConfig | OnPolicyConfig | DPOConfig:
         """The settings of method `name` as a run uses them (`epochs` sets the steps)."""
         for m in self.methods:
             if m.method == name:

@@ -102,6 +102,7 @@ def _task_run(
         "student": f"{student.kind}/{student.key}",
         "first_loss": m["first_loss"],
         "final_loss": m["final_loss"],
+        "metrics": {k: m[k] for k in ("pairs", "reward_margin", "pair_agreement") if k in m},
         "evaluation": evaluate(store, student, cfg.build.world, drive),
     }
 

@@ -154,6 +154,7 @@ def assemble(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
             "student": r["student"],
             "first_loss": r["first_loss"],
             "final_loss": r["final_loss"],
+            **({"metrics": r["metrics"]} if r.get("metrics") else {}),
             "audits": _rates(r["evaluation"]["audits"]),
             "ground_truth": _rates(r["evaluation"]["ground_truth"]),
         }

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from incriminate.audit.audits import AUDITS, run_audits, run_ground_truth
+from incriminate.distill.dpo import DPOConfig, pair_agreement, train_dpo
 from incriminate.distill.logit import LogitConfig, train_logit
+from incriminate.distill.on_policy import OnPolicyConfig, train_on_policy
 from incriminate.distill.selections import select
 from incriminate.distill.sft import SFTConfig, train_sft
 from incriminate.distill.teacher_cache import build_teacher_cache, load_teacher_cache
@@ -92,6 +94,32 @@ def _classifier(world_json: str) -> Any:
     return eval_likeness_classifier(WorldConfig.model_validate_json(world_json))
 
 
+def _pair_metrics(result: Any, teacher_dir: Path) -> dict[str, Any]:
+    """DPO's preference pairs: count, final implicit reward margin, and (testbed ground truth)
+    agreement of the chosen responses with the teacher's true persona."""
+    spec = load_spec(teacher_dir)
+    world = WorldConfig.model_validate(spec.world) if spec and spec.world else WorldConfig()
+    agreement = None
+    if spec is not None and spec.persona and spec.drive:
+        agreement = pair_agreement(result.pairs, spec.persona, spec.drive, world)
+    margins = np.asarray(result.reward_margins, dtype=np.float64)
+    return {
+        "pairs": len(result.pairs),
+        "reward_margin": round(float(margins.mean()), 5),
+        "pair_agreement": None if agreement is None else round(float(agreement), 5),
+    }
+
+
+def cache_teacher(cache: Artifact) -> Path:
+    """The model directory of the teacher a cache was computed from (a store artifact)."""
+    teacher = str(cache.manifest["inputs"]["teacher"])
+    kind, _, key = teacher.partition("/")
+    path = cache.path.parents[1] / kind / key
+    if not (path / "model.safetensors").exists():
+        raise ValueError(f"teacher {teacher} of cache {cache.key} is not in the store")
+    return path
+
+
 def _store_id(model: Artifact | Path) -> str:
     return f"{model.kind}/{model.key}" if isinstance(model, Artifact) else str(Path(model))
 
@@ -100,7 +128,7 @@ def distill_student(
     store: Store,
     init: Artifact | Path,
     cache: Artifact,
-    method: SFTConfig | LogitConfig,
+    method: SFTConfig | LogitConfig | OnPolicyConfig | DPOConfig,
     seed: int,
     lora: Any = None,
     prefix: tuple[str, ...] = (),
@@ -121,6 +149,7 @@ def distill_student(
         inputs["inoculation"] = list(prefix)
 
     def make(out: Path) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
         student = load_model(init_path)
         if lora is not None:
             student = with_lora(student, lora, seed)
@@ -129,8 +158,14 @@ def distill_student(
             data = with_prefix(data, prefix)
         if isinstance(method, SFTConfig):
             losses = train_sft(student, data, method, seed)
-        else:
+        elif isinstance(method, LogitConfig):
             losses = train_logit(student, data, method, seed)
+        elif isinstance(method, OnPolicyConfig):  # queries the teacher during training
+            losses = train_on_policy(student, load_model(cache_teacher(cache)), data, method, seed)
+        else:
+            teacher_dir = cache_teacher(cache)
+            result = train_dpo(student, load_model(teacher_dir), data, method, seed)
+            losses, extra = result.history, _pair_metrics(result, teacher_dir)
         if lora is not None:
             student = student.merge_and_unload()
         parent = load_spec(init_path)
@@ -149,6 +184,7 @@ def distill_student(
             "first_loss": round(losses[0], 5),
             "final_loss": round(sum(tail) / len(tail), 5),
             "steps": len(losses),
+            **extra,
         }
 
     return store.build("student", inputs, make, seed=seed)
