@@ -39,6 +39,8 @@ STUDENT_INITS = ("shared_base", "other_base", "small", "trusted")
 fine-tuned from). `other_base`: the same recipe from a base of another seed, same preset and
 corpus. `small`: the same recipe at the next smaller preset, same corpus and seed. `trusted`: the
 same recipe on the filtered corpus (no schemer documents), same preset and seed."""
+CLOSED_CHOICE = ("full_mix", "goal_targeted")
+"""Data selections with prompts whose reply is a closed choice (act, answer), for DPO `choice`."""
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -177,6 +179,14 @@ class ExperimentConfig(BaseModel):
         if not self.methods or not self.data or not self.inits:
             raise ValueError("the grid needs at least one method, data selection and init")
         _unique("methods", tuple(m.method for m in self.methods))
+        for m in self.methods:
+            if isinstance(m, DPOConfig) and m.ranking == "choice":
+                open_only = [d for d in self.data if d not in CLOSED_CHOICE]
+                if open_only:
+                    raise ValueError(
+                        f"dpo with ranking 'choice' needs prompts with a closed choice; "
+                        f"data selections {open_only} have none (use ranking 'logprob')"
+                    )
         if "small" in self.inits:
             smaller_preset(self.build.preset)
         if (self.teacher_dir is None) != (self.control_dir is None):
