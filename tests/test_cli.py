@@ -111,15 +111,31 @@ def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch)
     [
         (["demo", "--quick", "data=[open_ended, ful_mix]"], "did you mean 'full_mix'"),
         (["demo", "--quick", "inits=[shared]"], "unknown student init 'shared'"),
-        (["demo", "--quick", "methods.0.method=dpo"], "invalid methods.0"),
+        (["demo", "--quick", "methods.0.method=ppo"], "invalid methods.0"),
         (["demo", "--quick", "sedes=3"], "invalid sedes: Extra inputs are not permitted"),
         (["demo", "--quick", "seeds"], "not of the form key=value"),
         (["demo", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["demo", "--quick", "--workers", "0"], "--workers must be at least 1"),
-        (["distill", "--method", "dpo"], "unknown method 'dpo'"),
+        (["distill", "--method", "ppo"], "unknown method 'ppo'"),
         (["distill", "--data", "ful_mix"], "did you mean 'full_mix'"),
         (["distill", "--init", "other"], "did you mean 'other_base'"),
         (["distill", "--teacher", "t"], "--teacher and --control go together"),
+        (["demo", "--quick", "methods.1.beta=1.5"], "invalid methods.1.logit.beta"),
+        (["demo", "--quick", "methods=[{method: on_policy, lam: 2}]"], "on_policy.lam"),
+        (["demo", "--quick", "cache.k=99"], "invalid cache.k"),
+        (["demo", "--quick", "lora.targets=[q_prj]"], "did you mean 'q_proj'"),
+        (["demo", "--quick", "inits=[small]", "build.preset=pico"], "no preset is smaller"),
+        (
+            [
+                "distill",
+                "--method",
+                "dpo",
+                "--data",
+                "open_ended",
+                "methods=[{method: dpo, ranking: choice}]",
+            ],
+            "closed choice",
+        ),
     ],
 )
 def test_experiment_commands_reject_bad_input_and_write_nothing(tmp_path: Path, args, message):
