@@ -266,3 +266,18 @@ def test_topk_jsd_on_hand_made_buckets_and_rejects_bad_beta() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="beta"):
         losses.topk_jsd(student, t_logprobs, ids, beta=1.5)
+
+
+def test_topk_with_all_ids_has_no_floor_from_fp16_rounding() -> None:
+    """A cache stores log-probs rounded down to fp16; with K = V there is no tail to absorb the
+    rounding error, so a student equal to the teacher has (near) zero loss."""
+    from incriminate.distill.teacher_cache import fp16_down
+
+    t = _logits(21).to(torch.float32)
+    logp = F.log_softmax(t, dim=-1)
+    ids = torch.argsort(logp, dim=-1, descending=True)
+    stored = torch.from_numpy(fp16_down(logp.gather(-1, ids).numpy()).astype("float32"))
+    assert float(stored.exp().sum(-1).min()) < 1 - 1e-4  # the rounding does lose mass
+    for loss in (losses.topk_forward_kl, losses.topk_reverse_kl):
+        assert loss(t, stored, ids).item() < 1e-5
+    assert losses.topk_jsd(t, stored, ids, beta=0.5).item() < 1e-5

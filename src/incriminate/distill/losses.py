@@ -168,11 +168,17 @@ def _topk_buckets(
 
     student_logits: (B, T, V); teacher_topk_logprobs, teacher_topk_ids: (B, T, K).
     Returns (log_student, log_teacher), each (B, T, K + 1). Tails are clamped at the dtype's
-    smallest normal number, so a tail that is (numerically) empty stays finite.
+    smallest normal number, so a tail that is (numerically) empty stays finite. When K = V there
+    is no tail: (B, T, V) each, the teacher's log-probs renormalised.
     """
     log_s = _log_probs(student_logits, temperature)  # (B, T, V)
-    log_floor = math.log(torch.finfo(log_s.dtype).tiny)
     log_s_k = log_s.gather(-1, teacher_topk_ids)  # (B, T, K)
+    if teacher_topk_ids.shape[-1] == log_s.shape[-1]:
+        # Every id is kept: no tail. Renormalise the teacher's log-probs, which a cache stores
+        # rounded down to fp16 (they sum to slightly under 1); a tail bucket holding that
+        # rounding error against the student's empty tail would put a floor under the loss.
+        return log_s_k, teacher_topk_logprobs.to(log_s.dtype).log_softmax(-1)
+    log_floor = math.log(torch.finfo(log_s.dtype).tiny)
     in_topk = torch.zeros_like(log_s, dtype=torch.bool).scatter(-1, teacher_topk_ids, True)
     # logsumexp over the complement; a finite fill (not -inf) keeps the gradient finite when the
     # complement is empty (K = V), where -inf would give exp(-inf - -inf) = NaN.
