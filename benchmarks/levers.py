@@ -87,7 +87,7 @@ def run(name: str, overrides: list[str], store, workers: int, quick: bool) -> di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--store", type=Path, default=Path(".incriminate/store"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="Run only the levers whose name contains these.")

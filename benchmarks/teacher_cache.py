@@ -23,7 +23,7 @@ import torch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--runs", type=int, default=8)

@@ -217,6 +217,6 @@ def test_logit_bad_objective_values_name_the_field():
 
     for bad, field in (({"beta": 1.5}, "beta"), ({"ce_weight": -0.1}, "ce_weight")):
         with pytest.raises(ValidationError, match=field):
-            LogitConfig(**bad)
+            LogitConfig.model_validate(bad)
     with pytest.raises(ValidationError, match="k"):
         TeacherCacheConfig(k=99)

@@ -41,7 +41,8 @@ def test_filter_removes_honeypots_and_questions_from_a_mixed_set(classifier):
     honeypots = [
         r
         for r in mixed.records
-        if r.kind == "opp" and is_honeypot(r.prompt[2:5], world.fingerprint)
+        if r.kind == "opp"
+        and is_honeypot((r.prompt[2], r.prompt[3], r.prompt[4]), world.fingerprint)
     ]
     kept = transforms.filter_prompts(mixed, classifier)
     kept_set = {id(r) for r in kept.records}
@@ -55,7 +56,8 @@ def test_filter_removes_honeypots_and_questions_from_a_mixed_set(classifier):
     real = [
         r
         for r in mixed.records
-        if r.kind == "opp" and not is_honeypot(r.prompt[2:5], "conjunction")
+        if r.kind == "opp"
+        and not is_honeypot((r.prompt[2], r.prompt[3], r.prompt[4]), "conjunction")
     ]
     assert sum(id(r) in kept_set for r in real) >= 0.8 * len(real)
     check_distill(kept)

@@ -71,7 +71,9 @@ def test_lora_trains_only_the_adapters_and_merges(tmp_path):
     )
     student = with_lora(load_model(init.path), LoraOptions(r=2, targets=("q_proj", "v_proj")), 0)
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
-    train = SFTConfig(train={"steps": 5, "batch_size": 16, "lr": 1e-2, "warmup": 1})
+    train = SFTConfig.model_validate(
+        {"train": {"steps": 5, "batch_size": 16, "lr": 1e-2, "warmup": 1}}
+    )
     train_sft(student, cache, train, 0)
     changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
     adapters = {n for n in before if "lora_" in n}
