@@ -69,7 +69,7 @@ def test_dotted_overrides_and_hash(tmp_path: Path):
         (["inits=[shared]"], ValidationError, "unknown student init 'shared'"),
         (["teacher=shemer"], ValidationError, "did you mean 'schemer'"),
         (["control=benign"], ValidationError, "unknown control 'benign'"),
-        (["methods.0.method=dpo"], ValidationError, "dpo"),
+        (["methods.0.method=ppo"], ValidationError, "ppo"),
         (["speed=3"], ValidationError, "Extra inputs are not permitted"),
         (["seeds=0"], ValidationError, "greater than or equal to 1"),
         (["data=[tasks, tasks]"], ValidationError, "more than once"),
