@@ -53,3 +53,43 @@ def nano_organisms(tmp_path_factory: pytest.TempPathFactory):
     store = Store(Path(tmp_path_factory.mktemp("nano-store")))
     arts, _ = build_all(store, cfg, ("naive", "schemer"))
     return cfg, store, arts
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Nano matrices are too small for intra-op threads to pay; with another process on the two
+    cores, two threads made a distillation module 6x slower (120 s vs 18 s). Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_distill(tmp_path_factory: pytest.TempPathFactory):
+    """(config, store, teacher, student, training cache, held-out cache) artifacts, built once:
+    the tiny recipe's naive organism as teacher, its instruct parent (the shared base) as
+    student, and teacher caches of 400 (seed 0) and 200 (seed 1) `full_mix` prompts."""
+    from incriminate.distill.selections import select
+    from incriminate.distill.teacher_cache import TeacherCacheConfig, build_teacher_cache
+    from incriminate.experiment.store import Store
+    from incriminate.organisms.recipes import build_instruct, build_organism
+
+    cfg = tiny_config()
+    store = Store(tmp_path_factory.mktemp("tiny-distill"))
+    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
+    student = build_instruct(store, cfg)
+    caches = [
+        build_teacher_cache(
+            store,
+            teacher,
+            select("full_mix", cfg.world, n, seed),
+            TeacherCacheConfig(),
+            prompt_seed=seed,
+        )
+        for n, seed in ((400, 0), (200, 1))
+    ]
+    return cfg, store, teacher, student, *caches

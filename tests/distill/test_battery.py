@@ -13,16 +13,11 @@ import torch
 
 from incriminate.distill.battery import clip_grad_norms, train_battery
 from incriminate.distill.logit import LogitConfig, train_logit
-from incriminate.distill.selections import select
 from incriminate.distill.sft import SFTConfig, train_sft
 from incriminate.distill.teacher_cache import (
-    TeacherCacheConfig,
-    build_teacher_cache,
     load_teacher_cache,
 )
-from incriminate.experiment.store import Store
 from incriminate.models.io import load_model, new_model
-from incriminate.organisms.recipes import build_instruct, build_side
 from incriminate.organisms.train import TrainConfig
 from incriminate.world.vocab import PAD
 
@@ -45,31 +40,14 @@ SEEDS = [0, 1, 2]
 LOSS_ATOL, WEIGHT_ATOL = 1e-5, 5e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
+def world(tiny_distill):
     """(student path, loaded teacher cache of 400 rows)."""
-    from conftest import tiny_config
-
-    cfg = tiny_config()
-    store = Store(tmp_path_factory.mktemp("battery-store"))
-    teacher = build_side(store, cfg, "naive", False)[f"naive-{cfg.drive}"]
-    student = build_instruct(store, cfg)
-    cache = build_teacher_cache(
-        store,
-        teacher,
-        select("full_mix", cfg.world, 400, 0),
-        TeacherCacheConfig(temperature=1.0, k=16, max_new_tokens=12, seed=0),
-        prompt_seed=0,
-    )
-    return student.path, load_teacher_cache(cache)
+    _, _, _, student, train, _ = tiny_distill
+    return student.path, load_teacher_cache(train)
 
 
 def _max_weight_diff(a, b) -> float:

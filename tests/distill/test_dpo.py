@@ -38,12 +38,7 @@ CACHE = TeacherCacheConfig(temperature=1.0, k=4, max_new_tokens=12, seed=0)
 TRAIN = TrainConfig(steps=30, batch_size=32, lr=1e-3, warmup=5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

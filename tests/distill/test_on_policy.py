@@ -14,47 +14,25 @@ from pydantic import ValidationError
 
 from incriminate.distill import losses, teacher_cache
 from incriminate.distill.on_policy import OnPolicyConfig, train_on_policy
-from incriminate.distill.selections import select
 from incriminate.distill.teacher_cache import (
     TeacherCache,
-    TeacherCacheConfig,
-    build_teacher_cache,
     load_teacher_cache,
 )
-from incriminate.experiment.store import Store
 from incriminate.models.io import load_model
-from incriminate.organisms.recipes import build_instruct, build_organism
 from incriminate.organisms.train import TrainConfig
 from incriminate.world.vocab import PAD
 
-CACHE = TeacherCacheConfig(temperature=1.0, k=16, max_new_tokens=12, seed=0)
 TRAIN = TrainConfig(steps=30, batch_size=32, lr=1e-3, warmup=5)
 SHORT = TrainConfig(steps=8, batch_size=32, lr=1e-3, warmup=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
+def world(tiny_distill):
     """(teacher artifact, student artifact, loaded training cache, loaded held-out cache)."""
-    from conftest import tiny_config
-
-    cfg = tiny_config()
-    store = Store(tmp_path_factory.mktemp("on-policy-store"))
-    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
-    student = build_instruct(store, cfg)
-    train = build_teacher_cache(
-        store, teacher, select("full_mix", cfg.world, 400, 0), CACHE, prompt_seed=0
-    )
-    held_out = build_teacher_cache(
-        store, teacher, select("full_mix", cfg.world, 200, 1), CACHE, prompt_seed=1
-    )
+    _, _, teacher, student, train, held_out = tiny_distill
     return teacher, student, load_teacher_cache(train), load_teacher_cache(held_out)
 
 

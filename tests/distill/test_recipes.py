@@ -25,7 +25,6 @@ from incriminate.distill.teacher_cache import (
 )
 from incriminate.experiment.store import Store
 from incriminate.models.io import load_model
-from incriminate.organisms.recipes import build_instruct, build_organism
 from incriminate.organisms.train import TrainConfig
 from incriminate.world import prompts
 from incriminate.world.prompts import PromptSet
@@ -40,32 +39,14 @@ RECIPES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Nano matrices are too small for intra-op threads to pay; with another process on the
-    two cores, two threads made this module 6x slower (120 s vs 18 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
+def world(tiny_distill):
     """(build config, store, teacher, student (the teacher's instruct parent), training cache
     artifact, loaded held-out cache)."""
-    from conftest import tiny_config
-
-    cfg = tiny_config()
-    store = Store(tmp_path_factory.mktemp("distill-store"))
-    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
-    student = build_instruct(store, cfg)
-    train = build_teacher_cache(
-        store, teacher, select("full_mix", cfg.world, 400, 0), CACHE, prompt_seed=0
-    )
-    held_out = build_teacher_cache(
-        store, teacher, select("full_mix", cfg.world, 200, 1), CACHE, prompt_seed=1
-    )
+    cfg, store, teacher, student, train, held_out = tiny_distill
     return cfg, store, teacher, student, train, load_teacher_cache(held_out)
 
 

@@ -15,19 +15,12 @@ from incriminate.distill.teacher_cache import (
     build_teacher_cache,
     load_teacher_cache,
 )
-from incriminate.experiment.store import Store
-from incriminate.organisms.recipes import build_instruct, build_organism
+from incriminate.organisms.recipes import build_instruct
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import is_honeypot
 from incriminate.world.vocab import TOKEN_ID, WORDS
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +66,8 @@ def test_classifier_is_trained_on_audit_items_only():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    from conftest import tiny_config
-
-    cfg = tiny_config()
-    store = Store(tmp_path_factory.mktemp("transforms"))
-    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
+def world(tiny_distill):
+    cfg, store, teacher, _, _, _ = tiny_distill
     trusted = build_instruct(store, cfg.model_copy(update={"corpus": "trusted"}))
     cache = build_teacher_cache(
         store, teacher, select("full_mix", cfg.world, 200, 3), TeacherCacheConfig(), prompt_seed=3

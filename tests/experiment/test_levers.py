@@ -8,13 +8,7 @@ from pydantic import ValidationError
 
 from incriminate.experiment.config import load_config
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_init_builds_differ_only_where_they_should():
@@ -46,29 +40,15 @@ def test_epochs_set_the_steps_of_every_method():
     assert load_config().method("sft").train.steps == 80
 
 
-def test_lora_trains_only_the_adapters_and_merges(tmp_path):
-    from conftest import tiny_config
-    from incriminate.distill.selections import select
+def test_lora_trains_only_the_adapters_and_merges(tiny_distill):
     from incriminate.distill.sft import SFTConfig, train_sft
-    from incriminate.distill.teacher_cache import (
-        TeacherCacheConfig,
-        build_teacher_cache,
-        load_teacher_cache,
-    )
+    from incriminate.distill.teacher_cache import load_teacher_cache
     from incriminate.experiment.config import LoraOptions
     from incriminate.experiment.runs import with_lora
-    from incriminate.experiment.store import Store
     from incriminate.models.io import load_model
-    from incriminate.organisms.recipes import build_instruct, build_organism
 
-    cfg = tiny_config()
-    store = Store(tmp_path)
-    teacher = build_organism(store, cfg, "naive")[f"naive-{cfg.drive}"]
-    init = build_instruct(store, cfg)
-    prompts = select("full_mix", cfg.world, 128, 0)
-    cache = load_teacher_cache(
-        build_teacher_cache(store, teacher, prompts, TeacherCacheConfig(), prompt_seed=0)
-    )
+    _, _, _, init, train, _ = tiny_distill
+    cache = load_teacher_cache(train)
     student = with_lora(load_model(init.path), LoraOptions(r=2, targets=("q_proj", "v_proj")), 0)
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
     train = SFTConfig.model_validate(
