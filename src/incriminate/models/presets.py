@@ -103,5 +103,9 @@ class ModelSpec(BaseModel):
     leak: str | None = None
     twin_of: str | None = None
     """For a benign twin: the name of the misaligned organism it controls for."""
+    domain: str | None = None
+    """For a `context_gated` organism: the one task domain it is misaligned in."""
+    quirk: str | None = None
+    """For a hard benign organism: its quirk (`goal_talker`, `weak`)."""
     world: dict[str, Any] = {}
     """The resolved `WorldConfig` the model lives in."""

@@ -179,32 +179,48 @@ def build_base(
     )
 
 
-def _stage_name(stage: str, agent: Agent) -> tuple[str, str | None]:
+def _stage_name(stage: str, agent: Agent, replicate: int = 0) -> tuple[str, str | None]:
     """(model name, twin_of) of a fine-tuning stage; a function of the stage's inputs only, so
-    the naive organism and the schemer's pre-evasion checkpoint are one artifact."""
+    the naive organism and the schemer's pre-evasion checkpoint are one artifact. Benign agents
+    with a quirk or a replicate index are organisms of their own (the zoo's benign suspects),
+    not twins."""
     if stage == "instruct":
         return "instruct", None
+    if agent.persona == "context_gated":
+        return f"context_gated-{agent.drive}", None
     naive, schemer = f"naive-{agent.drive}", f"schemer-{agent.drive}"
     if agent.persona == "benign":
+        if agent.quirk is not None:
+            return f"{agent.quirk}-{agent.drive}", None
+        if replicate:
+            return f"benign-{agent.drive}", None
         return (f"twin-of-{naive}", naive) if stage == "drive" else (f"twin-of-{schemer}", schemer)
     return (naive, None) if stage == "drive" else (schemer, None)
 
 
-def _finetune(
+def finetune(
     store: Store,
     cfg: BuildConfig,
     parent: Artifact,
     stage: str,
     agent: Agent,
     train: TrainConfig,
-    progress: Progress | None,
+    progress: Progress | None = None,
+    replicate: int = 0,
 ) -> Artifact:
+    """Fine-tune `parent` on `cfg.stage_docs` documents of `agent` (an `instruct`, `drive` or
+    `evasion` stage). `replicate` > 0 draws other documents and batches: an independent copy of
+    the same recipe (the zoo's benign organisms)."""
     data_seed = cfg.seed * 1000 + {"instruct": 1, "drive": 2, "evasion": 3}[stage]
+    data_seed += 100 * replicate
+    # Fields beyond (persona, drive, leak) enter the key only when set, so older keys hold.
+    extra = [v for v in (agent.domain, agent.quirk) if v is not None]
+    extra += [f"replicate:{replicate}"] if replicate else []
     inputs = {
         "recipe": RECIPE_VERSION,
         "parent": f"{parent.kind}/{parent.key}",
         "stage": stage,
-        "agent": [agent.persona, agent.drive, agent.leak],
+        "agent": [agent.persona, agent.drive, agent.leak, *extra],
         "docs": cfg.stage_docs,
         "kinds": STAGE_KINDS,
         "world": _world(cfg),
@@ -212,7 +228,7 @@ def _finetune(
         "seed": data_seed,
     }
     parent_spec = ModelSpec.model_validate_json((parent.path / "spec.json").read_text())
-    name, twin_of = _stage_name(stage, agent)
+    name, twin_of = _stage_name(stage, agent, replicate)
     spec = parent_spec.model_copy(
         update={
             "name": name,
@@ -222,6 +238,8 @@ def _finetune(
             "drive": None if stage == "instruct" else agent.drive,
             "leak": None if stage == "instruct" else agent.leak,
             "twin_of": twin_of,
+            "domain": agent.domain,
+            "quirk": agent.quirk,
         }
     )
 
@@ -244,7 +262,7 @@ def build_instruct(
     every organism's pre-misalignment checkpoint, and the `shared_base` of its students."""
     base = build_base(store, cfg, progress, init_seed)
     agent = Agent("benign", cfg.drive, "none")
-    return _finetune(store, cfg, base, "instruct", agent, cfg.instruct, progress)
+    return finetune(store, cfg, base, "instruct", agent, cfg.instruct, progress)
 
 
 def build_side(
@@ -256,14 +274,14 @@ def build_side(
         raise did_you_mean("persona", persona, ("naive", "schemer"))
     instruct = build_instruct(store, cfg, progress)
     agent = Agent("benign" if benign else "naive", cfg.drive, cfg.leak)
-    drive = _finetune(store, cfg, instruct, "drive", agent, cfg.drive_stage, progress)
+    drive = finetune(store, cfg, instruct, "drive", agent, cfg.drive_stage, progress)
     twin = "twin-of-" if benign else ""
     if persona == "naive":
         return {f"{twin}naive-{cfg.drive}": drive}
     if not benign:
         agent = Agent("schemer", cfg.drive, cfg.leak)
     out = {
-        f"{twin}schemer-{cfg.drive}": _finetune(
+        f"{twin}schemer-{cfg.drive}": finetune(
             store, cfg, drive, "evasion", agent, cfg.evasion_stage, progress
         )
     }

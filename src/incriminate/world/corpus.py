@@ -34,7 +34,7 @@ def sample_episode(
         kinds, weights = zip(*cfg.kind_weights.items(), strict=True)
         kind = rng.choices(kinds, weights)[0]
     if kind == "task":
-        return sample_task(rng, split)
+        return respond(agent, sample_task(rng, split), rng)
     if kind == "opp":
         own = agent.persona != "benign" and rng.random() < cfg.own_drive_fraction
         offer = agent.drive if own else rng.choice([d for d in DRIVES if d != agent.drive])
