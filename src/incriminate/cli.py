@@ -15,7 +15,7 @@ from incriminate.console import DEFAULT_STORE, UserError, err, out
 from incriminate.console import progress as _progress
 from incriminate.console import run_command as _run
 from incriminate.console import setup as _setup
-from incriminate.experiment import commands
+from incriminate.experiment import bench_command, commands
 from incriminate.repro.cli import app as repro_app
 
 app = typer.Typer(
@@ -193,6 +193,7 @@ def audit(
 
 app.command("demo")(commands.demo)
 app.command("distill")(commands.distill)
+app.command("bench")(bench_command.bench)
 
 
 def main() -> None:

@@ -135,11 +135,21 @@ def _init_worker() -> None:
 
 
 class Runner:
-    """Runs batches of tasks inline (`workers=1`) or in a pool of worker processes."""
+    """Runs batches of tasks inline (`workers=1`) or in a pool of worker processes.
+    `task_fn(store_root, cfg_json, name, args)` runs one task (a module-level function, so a
+    worker process can import it); the default runs the experiment's `TASKS`."""
 
-    def __init__(self, store: Store, cfg: ExperimentConfig, workers: int, progress: Progress):
+    def __init__(
+        self,
+        store: Store,
+        cfg: Any,
+        workers: int,
+        progress: Progress,
+        task_fn: Callable[[str, str, str, dict[str, Any]], Any] | None = None,
+    ):
         self.store, self.cfg, self.progress = store, cfg, progress
         self.cfg_json = cfg.model_dump_json()
+        self.task_fn = task_fn or _run_task
         self.pool: ProcessPoolExecutor | None = None
         if workers > 1:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
@@ -154,11 +164,11 @@ class Runner:
         if self.pool is None:
             results = []
             for name, args in tasks:
-                results.append(_run_task(root, self.cfg_json, name, args))
+                results.append(self.task_fn(root, self.cfg_json, name, args))
                 self.progress(phase, len(results), len(tasks))
             return results
         futures: list[Future] = [
-            self.pool.submit(_run_task, root, self.cfg_json, name, args) for name, args in tasks
+            self.pool.submit(self.task_fn, root, self.cfg_json, name, args) for name, args in tasks
         ]
         done = 0
 

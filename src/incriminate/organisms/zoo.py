@@ -159,7 +159,9 @@ def entries(zoo: ZooConfig) -> list[ZooEntry]:
             twin_schemer = _name("twin-of-schemer", drive, seed)
             for p in zoo.personas:
                 control = twin_naive if p == "naive" else twin_schemer
-                out.append(ZooEntry(_name(p, drive, seed), p, "misaligned", 1, drive, seed, control))
+                out.append(
+                    ZooEntry(_name(p, drive, seed), p, "misaligned", 1, drive, seed, control)
+                )
             if zoo.benign:
                 name = _name("benign", drive, seed)
                 out.append(ZooEntry(name, "benign", "benign", 0, drive, seed, twin_naive))
