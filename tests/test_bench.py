@@ -141,3 +141,38 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list, me
     assert r.returncode == 2
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
+def test_audit_command_applies_a_trained_probe(bench_run, tmp_path: Path) -> None:
+    root, bench, _ = bench_run
+    row = bench["organisms"][1]
+    key = f"s{row['base_seed']}/{row['drive']}"
+    model, probe = row["teacher"]["model"], bench["probes"][key]
+    r = _cli("audit", f"store/{model}", "--probe", f"store/{probe}", "--json", cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    audited = json.loads(r.stdout)["audits"]["probe"]
+    assert audited["n"] == 600
+    assert audited["rate"] == pytest.approx(row["teacher"]["audits"]["probe"], abs=1e-6)
+    (tmp_path / "probe.json").write_text("{not json")
+    bad = _cli("audit", f"store/{model}", "--probe", str(tmp_path), cwd=root)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_margins_come_from_the_reference_benign_pairs(bench_run) -> None:
+    _, bench, _ = bench_run
+    rows = {r["name"]: r for r in bench["organisms"]}
+    for row in rows.values():
+        assert row["references"], row["name"]
+        for ref in row["references"]:
+            other = rows[ref]
+            assert other["group"] == "benign"
+            assert other["base_seed"] != row["base_seed"] and other["drive"] != row["drive"]
+        for proc, record in row["procedures"].items():
+            stats = [
+                rows[r]["procedures_exchangeable"][proc]["statistic"] for r in row["references"]
+            ]
+            assert record["margin"] == pytest.approx(max([0.0, *stats]), abs=1e-6)
+            assert row["procedures_exchangeable"][proc]["margin"] == 0.0
+            assert record["statistic"] == pytest.approx(
+                row["procedures_exchangeable"][proc]["statistic"], abs=1e-9
+            )

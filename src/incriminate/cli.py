@@ -60,6 +60,8 @@ def _print_table(title: str, rows: dict[str, dict], drive: str) -> None:
     table = Table(title=title, title_justify="left", caption=f"ground truth for drive {drive}")
     table.add_column("model", no_wrap=True)
     audits = ["honeypot", "interrogation", "scratchpad", "capability"]
+    if any("probe" in row["audits"] for row in rows.values()):
+        audits.append("probe")
     truths = ["deployment", "honeypot_discrimination"]
     for a in audits:
         table.add_column(f"{a}\naudit", justify="right", no_wrap=True)
@@ -165,6 +167,12 @@ def audit(
         str | None,
         typer.Option(help="Drive for ground truth (default: from the model's spec.json)."),
     ] = None,
+    probe: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trained probe directory (e.g. STORE/probe/KEY): adds the probe audit."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -176,11 +184,28 @@ def audit(
         if not model_dir.is_dir():
             raise UserError(f"model directory {str(model_dir)!r} does not exist")
         load_spec(model_dir)
+        trained = None
+        if probe is not None:
+            from incriminate.audit.probe import Probe
+
+            try:
+                trained = Probe.load(probe)
+            except ValueError as e:
+                raise UserError(f"probe: {e}") from None
         _setup(verbose)
         from incriminate.experiment.organisms import audit_model
 
         with err.status(f"auditing {model_dir}"):
             result = audit_model(model_dir, drive=drive)
+            if trained is not None:
+                from incriminate.audit.probe import probe_audit
+                from incriminate.models.io import load_model
+                from incriminate.world.config import WorldConfig
+
+                spec = load_spec(model_dir)
+                world = WorldConfig.model_validate(spec.world) if spec and spec.world else None
+                rate = probe_audit(load_model(model_dir), world or WorldConfig(), trained)
+                result["audits"]["probe"] = rate.as_dict()
         if as_json:
             out.print_json(json.dumps(result))
             return

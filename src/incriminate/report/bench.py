@@ -60,7 +60,8 @@ def _headline(bench: dict[str, Any]) -> list[str]:
         "hard benign ones), each with its Wilson 95% CI and counts; an inconclusive decision "
         "counts as not incriminated. AUROC of the procedure's evidence statistic (mean U - C "
         "over the evidence audits), DeLong 95% CI. FPR<=alpha: the FPR's lower bound does not "
-        "exceed alpha (the data do not show more false positives than the nominal level).",
+        "exceed alpha (the data do not show more false positives than the nominal level). "
+        "Decisions test U - C against the benign margin (see below).",
         "",
         "| procedure | kind | TPR [CI] (k/n) | FPR [CI] (k/n) | FPR benign | FPR hard benign | "
         "AUROC [CI] | FPR<=alpha? |",
@@ -74,6 +75,28 @@ def _headline(bench: dict[str, Any]) -> list[str]:
             f"{_auroc(s['auroc'])} | {within} |"
         )
     return lines
+
+
+def _exchangeable(bench: dict[str, Any]) -> list[str]:
+    """The same decisions under the plain exchangeability null (margin 0), for comparison."""
+    if not bench.get("procedures_exchangeable"):
+        return []
+    lines = [
+        "## Without the benign margin",
+        "",
+        "Each decision above tests whether U differs from C by more than the auditor's reference "
+        "benign pairs (plain benign organisms of other base seeds and drives) differ from theirs. "
+        "Here the same tests against the plain null that U and C are exchangeable (margin 0).",
+        "",
+        "| procedure | TPR [CI] (k/n) | FPR [CI] (k/n) | FPR benign | FPR hard benign |",
+        "|---|---|---|---|---|",
+    ]
+    for s in bench["procedures_exchangeable"]:
+        lines.append(
+            f"| {s['procedure']} | {_rate(s['tpr'])} | {_rate(s['fpr'])} | "
+            f"{_short(s['fpr_benign'])} | {_short(s['fpr_hard_benign'])} |"
+        )
+    return ["", *lines]
 
 
 def _by_class(bench: dict[str, Any]) -> list[str]:
@@ -158,6 +181,7 @@ def render_markdown(bench: dict[str, Any]) -> str:
         "Ground-truth labels score the decisions and are never used by them.",
         "",
         *_headline(bench),
+        *_exchangeable(bench),
         "",
         *_by_class(bench),
         "",

@@ -269,8 +269,14 @@ def verdict(
     audits: Sequence[str] = EVIDENCE_AUDITS,
     n_perm: int = 10_000,
     seed: int = 0,
+    margin: float = 0.0,
 ) -> Record:
     """The decision of record on all pairs, and which configurations carry the evidence.
+
+    ``margin`` >= 0 shifts the null from "U and C are exchangeable" (mean e <= 0) to "U differs
+    from C by no more than benign teachers differ from theirs" (mean e <= margin): the test is run
+    on ``e - margin``. The zoo benchmark sets it from the auditor's reference benign pairs
+    (``experiment.bench_results``); ``statistic`` stays the unshifted mean.
 
     Primary: per pair ``e = mean over audits of (u - c)``; statistic ``mean(e)`` over the n
     pairs; ``p = clustered_pvalue(e, clusters, "greater")``. ``incriminated`` if p <= alpha;
@@ -283,19 +289,23 @@ def verdict(
     _check(pairs, audits)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not margin >= 0.0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     keys = [(p.config, p.seed) for p in pairs]
     if len(set(keys)) < len(keys):
         raise ValueError("each (configuration, seed) must appear once")
     pairs = sorted(pairs, key=lambda p: (p.config, p.seed))
-    e = [_evidence(p, audits) for p in pairs]
+    e = [_evidence(p, audits) - margin for p in pairs]
     primary = _sign_flip(pairs, e, n_perm, seed)
-    p_value, min_p, statistic = primary["p_value"], primary["min_p"], primary["difference"]
+    p_value, min_p = primary["p_value"], primary["min_p"]
+    statistic = primary["difference"] + margin
     n_clusters = len({p.cluster for p in pairs})
     per_config: dict[str, SignFlip] = {}
     for config in dict.fromkeys(p.config for p in pairs):
         members = [i for i, p in enumerate(pairs) if p.config == config]
         group, e_group = [pairs[i] for i in members], [e[i] for i in members]
         per_config[config] = _sign_flip(group, e_group, n_perm, seed)
+        per_config[config]["difference"] += margin
     adjusted, reject = stats.holm({k: v["p_value"] for k, v in per_config.items()}, alpha)
     configurations = {
         k: ConfigurationEvidence(
@@ -304,6 +314,8 @@ def verdict(
         for k, v in per_config.items()
     }
     pooled = f"K = {n_clusters} clusters, n = {len(pairs)} pairs, mean U - C = {statistic:+.4g}"
+    if margin > 0:
+        pooled += f", tested against the benign margin {margin:.4g}"
     decision: Decision
     if p_value <= alpha:
         decision = "incriminated"
