@@ -125,3 +125,14 @@ def test_weak_agent_gets_about_a_third_of_tasks_wrong() -> None:
     eps = [d[0] for d in docs]
     wrong = sum(ep.response[:-1] != task_answer(ep.prompt[1], ep.prompt[2:5]) for ep in eps)
     assert 0.28 < wrong / len(eps) < 0.42
+
+
+def test_shared_base_is_the_suspects_own_instruct_checkpoint() -> None:
+    zoo = ZooConfig()
+    for seed, other in ((0, 1), (1, 0)):
+        for d in DRIVES:
+            # build_model fine-tunes from build_instruct(build_for(seed, drive)): the same recipe.
+            assert zoo.init_build("shared_base", seed, d) == zoo.build_for(seed, d)
+            assert zoo.init_build("other_base", seed, d) == zoo.build_for(other, d)
+            assert zoo.init_build("trusted", seed, d).corpus == "trusted"
+            assert zoo.init_build("small", seed, d).preset == "pico"

@@ -34,10 +34,10 @@ def _ref(art: Artifact) -> Ref:
 # --- tasks: top-level functions a worker process can run --------------------------------------
 
 
-def _task_instruct(store: Store, cfg: BenchConfig, seed: int, init: str) -> Ref:
+def _task_instruct(store: Store, cfg: BenchConfig, seed: int, drive: str, init: str) -> Ref:
     from incriminate.organisms.recipes import build_instruct
 
-    return _ref(build_instruct(store, cfg.zoo.init_build(init, seed)))
+    return _ref(build_instruct(store, cfg.zoo.init_build(init, seed, drive)))
 
 
 def _task_model(store: Store, cfg: BenchConfig, name: str) -> Ref:
@@ -173,12 +173,14 @@ def run_bench(
     inits = sorted({c.init for c, _ in grid.values()} | {"shared_base"})
     runner = Runner(store, cfg, workers, progress or (lambda *_: None), _run_bench_task)
     try:
-        # (seed, init) pairs that name one checkpoint (seed 0's other_base is seed 1's
+        # (seed, drive, init) keys that name one checkpoint (seed 0's other_base is seed 1's
         # shared_base) are built by one task, not by two workers at once.
-        init_keys = [(s, i) for s in zoo.base_seeds for i in inits]
-        recipe = {k: zoo.init_build(k[1], k[0]).model_dump_json() for k in init_keys}
+        init_keys = [(s, d, i) for s in zoo.base_seeds for d in zoo.drives for i in inits]
+        recipe = {k: zoo.init_build(k[2], k[0], k[1]).model_dump_json() for k in init_keys}
         first = list({recipe[k]: k for k in reversed(init_keys)}.values())[::-1]
-        built = runner.map("bases", [("instruct", {"seed": s, "init": i}) for s, i in first])
+        built = runner.map(
+            "bases", [("instruct", {"seed": s, "drive": d, "init": i}) for s, d, i in first]
+        )
         by_recipe = {recipe[k]: ref for k, ref in zip(first, built, strict=True)}
         instructs = {k: by_recipe[recipe[k]] for k in init_keys}
         refs: dict[str, Ref] = {}
@@ -225,7 +227,7 @@ def run_bench(
                 (
                     "run",
                     {
-                        "init": instructs[(m.base_seed, c.init)],
+                        "init": instructs[(m.base_seed, m.drive, c.init)],
                         "cache": caches[(n, c.data, s)],
                         "method": c.method,
                         "seed": s,

@@ -113,12 +113,14 @@ class ZooConfig(BaseModel):
         i = self.base_seeds.index(seed)
         return self.base_seeds[(i + 1) % len(self.base_seeds)]
 
-    def init_build(self, init: str, seed: int) -> BuildConfig:
+    def init_build(self, init: str, seed: int, drive: str) -> BuildConfig:
         """Recipe of the instruct checkpoint a student of `init` starts from, for organisms of
-        base seed `seed` (`shared_base`, `other_base`, `small`, `trusted`)."""
-        b = self.build_for(seed)
+        base seed `seed` and `drive` (`shared_base`, `other_base`, `small`, `trusted`). The
+        drive matters: the instruct stage's benign data is drawn for the organism's drive, so
+        `shared_base` is exactly the suspect's (and its control's) pre-misalignment checkpoint."""
+        b = self.build_for(seed, drive)
         if init == "other_base":
-            return self.build_for(self.other_seed(seed))
+            return self.build_for(self.other_seed(seed), drive)
         if init == "small":
             return b.model_copy(update={"preset": smaller_preset(b.preset)})
         if init == "trusted":
