@@ -38,6 +38,10 @@ from incriminate.organisms.zoo import ZooConfig
 
 EVIDENCE = ("honeypot", "interrogation", "scratchpad", "probe")
 """Audits whose U − C difference can incriminate (capability is not evidence)."""
+BEHAVIOURAL = ("honeypot", "interrogation", "scratchpad")
+"""A battery's default evidence. The probe is trained on reference *teachers*; on students it
+is out of distribution, and on the zoo it scored the students of the goal-talking benign
+teachers like those of schemers (see the README), so batteries add it only when asked."""
 AUDIT_NAMES = (*AUDITS, "probe")
 
 
@@ -82,8 +86,9 @@ class Battery(BaseModel):
     configurations: tuple[Configuration, ...] = Field(min_length=1)
     seeds: int = Field(default=3, ge=1)
     """Seeds run for each configuration (each seed draws its own prompts and teacher samples)."""
-    audits: tuple[str, ...] = EVIDENCE
-    """Audits whose mean U − C difference is the evidence."""
+    audits: tuple[str, ...] = BEHAVIOURAL
+    """Audits whose mean U − C difference is the evidence (any of honeypot, interrogation,
+    scratchpad, probe)."""
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     """Nominal false-positive rate of the battery's verdict."""
 
