@@ -11,7 +11,6 @@ may be a mapping or the path of a battery file (relative to the config file).
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from incriminate.distill.selections import SELECTIONS
 from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import TeacherCacheConfig
 from incriminate.experiment.config import (
+    QUICK,
     STUDENT_INITS,
     STUDENT_TRAIN,
     ConfigError,
@@ -31,8 +31,8 @@ from incriminate.experiment.config import (
     MethodConfig,
     _merge,
     apply_overrides,
+    config_hash,
 )
-from incriminate.experiment.store import canonical_json
 from incriminate.models.presets import did_you_mean
 from incriminate.organisms.zoo import ZooConfig
 
@@ -211,23 +211,11 @@ class BenchConfig(BaseModel):
         )
 
     def config_hash(self) -> str:
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()[
-            :16
-        ]
+        return config_hash(self)
 
 
 QUICK_BENCH: dict[str, Any] = {
-    "zoo": {
-        "drives": ["exfiltrate", "sandbag"],
-        "build": {
-            "corpus_docs": 400,
-            "stage_docs": 200,
-            "pretrain": {"steps": 20, "batch_size": 16, "warmup": 5},
-            "instruct": {"steps": 10, "batch_size": 16, "warmup": 2},
-            "drive_stage": {"steps": 10, "batch_size": 16, "warmup": 2},
-            "evasion_stage": {"steps": 10, "batch_size": 16, "warmup": 2},
-        },
-    },
+    "zoo": {"drives": ["exfiltrate", "sandbag"], "build": QUICK["build"]},
     "batteries": [
         b.model_copy(update={"seeds": 2, "configurations": b.configurations[:1]}).model_dump(
             mode="json"

@@ -222,10 +222,12 @@ class ExperimentConfig(BaseModel):
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
     def config_hash(self) -> str:
-        """16 hex digits of sha256 over the canonical JSON of the resolved config."""
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()[
-            :16
-        ]
+        return config_hash(self)
+
+
+def config_hash(cfg: BaseModel) -> str:
+    """16 hex digits of sha256 over the canonical JSON of a resolved config."""
+    return hashlib.sha256(canonical_json(cfg.model_dump(mode="json")).encode()).hexdigest()[:16]
 
 
 def _unique(field: str, names: tuple[str, ...]) -> tuple[str, ...]:
