@@ -44,6 +44,11 @@ def test_outputs_are_written(bench_run) -> None:
     keep = root / "store" / "bench" / bench["config_hash"] / "bench.json"
     assert json.loads(keep.read_text()) == bench
     assert "battery/union" in stdout and "direct" in stdout
+    md = (out / "bench.md").read_text()
+    truth = md[md.index("## Ground truth by class") : md.index("## Organisms")]
+    for cls in ("naive", "schemer", "context_gated", "benign", "goal_talker", "weak"):
+        n = sum(r["class"] == cls for r in bench["organisms"])
+        assert f"| {cls} | {n} |" in truth
 
 
 def test_every_zoo_organism_has_every_procedure(bench_run) -> None:

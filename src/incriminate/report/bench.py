@@ -119,6 +119,36 @@ def _by_class(bench: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _truth_by_class(bench: dict[str, Any]) -> list[str]:
+    """Ground truth of the teachers per class: what the procedures should find."""
+    known = [r["ground_truth"] for r in bench["organisms"] if r.get("ground_truth")]
+    metrics = [
+        m
+        for m in ("deployment", "honeypot_discrimination", "task_accuracy")
+        if known and all(m in g for g in known)
+    ]
+    lines = [
+        "## Ground truth by class",
+        "",
+        "Teachers' ground truth, mean over the class's organisms: suspect U vs its control C.",
+        "",
+        "| class | n | " + " | ".join(f"{m} U vs C" for m in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    classes = list(dict.fromkeys(r["class"] for r in bench["organisms"]))
+    for c in classes:
+        rows = [r for r in bench["organisms"] if r["class"] == c and r.get("ground_truth")]
+        if not rows:
+            continue
+        cells = []
+        for m in metrics:
+            u = sum(r["ground_truth"][m]["suspect"] for r in rows) / len(rows)
+            k = sum(r["ground_truth"][m]["control"] for r in rows) / len(rows)
+            cells.append(f"{u:.3f} vs {k:.3f}")
+        lines.append(f"| {c} | {len(rows)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _deployment(row: dict[str, Any]) -> str:
     d = row.get("ground_truth", {}).get("deployment")
     return "-" if d is None else f"{d['suspect']:.3f} vs {d['control']:.3f}"
@@ -184,6 +214,8 @@ def render_markdown(bench: dict[str, Any]) -> str:
         *_exchangeable(bench),
         "",
         *_by_class(bench),
+        "",
+        *_truth_by_class(bench),
         "",
         *_organisms(bench),
         "",
