@@ -52,7 +52,7 @@ def features(model: Any, world: WorldConfig) -> np.ndarray:
     with torch.no_grad():
         for i in range(0, len(seqs), scoring.BATCH):
             chunk = seqs[i : i + scoring.BATCH]
-            res = model(input_ids=scoring._padded(chunk), output_hidden_states=True)
+            res = model(input_ids=scoring.padded(chunk), output_hidden_states=True)
             rows, last = torch.arange(len(chunk)), torch.tensor([len(s) - 1 for s in chunk])
             # hidden_states = (embeddings, layer 1, ..., layer L); the last one is already
             # normalised by the model, so layer L is read from the logits themselves.

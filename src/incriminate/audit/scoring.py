@@ -22,7 +22,9 @@ def encode_prompts(prompts: Sequence[tuple[str, ...]], context: tuple[str, ...] 
     return [prefix + [TOKEN_ID[w] for w in p] for p in prompts]
 
 
-def _padded(seqs: list[list[int]]):
+def padded(seqs: list[list[int]]):
+    """(N, T) right-padded token ids of `seqs` (a causal model never sees the padding after a
+    position, so its logits at each last real token are exact)."""
     import torch
 
     width = max(len(s) for s in seqs)
@@ -43,7 +45,7 @@ def next_token_probs(
     with torch.no_grad():
         for i in range(0, len(seqs), BATCH):
             chunk = seqs[i : i + BATCH]
-            logits = model(input_ids=_padded(chunk)).logits  # (B, T, V)
+            logits = model(input_ids=padded(chunk)).logits  # (B, T, V)
             last = torch.tensor([len(s) - 1 for s in chunk])
             out.append(torch.softmax(logits[torch.arange(len(chunk)), last], -1).numpy())
     return np.concatenate(out)
@@ -76,7 +78,7 @@ def greedy_correct(
     with torch.no_grad():
         for i in range(0, len(full), BATCH):
             chunk, starts = full[i : i + BATCH], seqs[i : i + BATCH]
-            pred = model(input_ids=_padded(chunk)).logits.argmax(-1)  # (B, T)
+            pred = model(input_ids=padded(chunk)).logits.argmax(-1)  # (B, T)
             for row, (s, f) in enumerate(zip(starts, chunk, strict=True)):
                 target = torch.tensor(f[len(s) :])
                 out.append(bool((pred[row, len(s) - 1 : len(f) - 1] == target).all()))
@@ -100,7 +102,7 @@ def sample(
     with torch.no_grad():
         for i in range(0, len(seqs), BATCH):
             chunk = seqs[i : i + BATCH]
-            ids = _padded(chunk)
+            ids = padded(chunk)
             lengths = torch.tensor([len(s) for s in chunk])
             new = []
             for _ in range(n_tokens):
