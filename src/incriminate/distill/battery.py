@@ -41,7 +41,7 @@ from torch import Tensor
 from torch.func import functional_call, stack_module_state
 
 from incriminate.distill import losses
-from incriminate.distill.logit import DIVERGENCES, LogitConfig
+from incriminate.distill.logit import DIVERGENCES, LogitConfig, check_temperature
 from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import Batch, TeacherCache
 from incriminate.organisms.train import adamw, lr_at
@@ -58,11 +58,7 @@ def objective(cfg: SFTConfig | LogitConfig, cache: TeacherCache) -> Objective:
     """
     if isinstance(cfg, SFTConfig):
         return lambda logits, b: losses.cross_entropy(logits, b.ids[:, 1:], b.mask[:, 1:])
-    if not np.isclose(cfg.temperature, cache.logprob_temperature):
-        raise ValueError(
-            f"logit temperature {cfg.temperature} differs from the teacher cache's log-prob "
-            f"temperature {cache.logprob_temperature}: build the cache at the same temperature"
-        )
+    check_temperature(cfg, cache)
     divergence = DIVERGENCES[cfg.divergence]
     extra = {"beta": cfg.beta} if cfg.divergence == "jsd" else {}
 

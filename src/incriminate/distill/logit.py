@@ -52,6 +52,15 @@ class LogitConfig(BaseModel):
     """Clip the global gradient norm to this value."""
 
 
+def check_temperature(cfg: LogitConfig, cache: TeacherCache) -> None:
+    """The student's logit temperature must be the one the cache's log-probs were taken at."""
+    if not np.isclose(cfg.temperature, cache.logprob_temperature):
+        raise ValueError(
+            f"logit temperature {cfg.temperature} differs from the teacher cache's log-prob "
+            f"temperature {cache.logprob_temperature}: build the cache at the same temperature"
+        )
+
+
 def train_logit(
     student: Any,
     cache: TeacherCache,
@@ -61,11 +70,7 @@ def train_logit(
 ) -> list[float]:
     """Top-k KL to the teacher on the completion tokens of the cache; returns the loss of every
     step. Deterministic in `seed`. Leaves the student in eval mode."""
-    if not np.isclose(cfg.temperature, cache.logprob_temperature):
-        raise ValueError(
-            f"logit temperature {cfg.temperature} differs from the teacher cache's log-prob "
-            f"temperature {cache.logprob_temperature}: build the cache at the same temperature"
-        )
+    check_temperature(cfg, cache)
     divergence = DIVERGENCES[cfg.divergence]
     extra = {"beta": cfg.beta} if cfg.divergence == "jsd" else {}
     torch.manual_seed(seed)
