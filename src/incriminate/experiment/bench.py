@@ -14,7 +14,6 @@ serve every suspect it controls for. `bench_results.assemble` turns the records 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from incriminate.experiment.pipeline import Progress, Runner, Task, stage_second
 from incriminate.experiment.store import Artifact, Store
 from incriminate.organisms import zoo as zoo_mod
 
-PROBE_SCORE_VERSION = 1
 Ref = tuple[str, str]
 
 
@@ -86,28 +84,10 @@ def _task_probe(store: Store, cfg: BenchConfig, references: list[dict[str, Any]]
     return _ref(store.build("probe", inputs, make))
 
 
-def probe_score(store: Store, cfg: BenchConfig, model: Artifact, probe: Ref) -> dict[str, Any]:
-    """The probe audit of a model (rate and per-item scores): a `probe_score` stage."""
-    from incriminate.audit.probe import Probe, probe_audit
-    from incriminate.experiment.runs import SCORE_DIGITS, _rounded, _store_id
-    from incriminate.models.io import load_model
-
-    inputs = {"version": PROBE_SCORE_VERSION, "model": _store_id(model), "probe": "/".join(probe)}
-
-    def make(out: Path) -> None:
-        world = cfg.zoo.build.world
-        rate = probe_audit(load_model(model.path), world, Probe.load(store.load(*probe).path))
-        scores = [round(float(x), SCORE_DIGITS) for x in rate.scores]
-        (out / "score.json").write_text(
-            json.dumps({"rate": _rounded(rate.as_dict()), "scores": scores})
-        )
-
-    art = store.build("probe_score", inputs, make)
-    return json.loads((art.path / "score.json").read_text())
-
-
 def _task_probe_score(store: Store, cfg: BenchConfig, model: Ref, probe: Ref) -> dict:
-    return probe_score(store, cfg, store.load(*model), probe)
+    from incriminate.experiment.runs import probe_score
+
+    return probe_score(store, store.load(*model), cfg.zoo.build.world, store.load(*probe))
 
 
 def _task_run(
@@ -121,7 +101,7 @@ def _task_run(
     drive: str,
     probe: Ref,
 ) -> dict[str, Any]:
-    from incriminate.experiment.runs import distill_student, evaluate
+    from incriminate.experiment.runs import distill_student, evaluate, probe_score
 
     exp = cfg.experiment(base_seed, drive)
     student = distill_student(
@@ -131,7 +111,7 @@ def _task_run(
         "student": f"{student.kind}/{student.key}",
         "final_loss": student.manifest["final_loss"],
         "evaluation": evaluate(store, student, exp.build.world, drive),
-        "probe": probe_score(store, cfg, student, probe),
+        "probe": probe_score(store, student, exp.build.world, store.load(*probe)),
     }
 
 
@@ -287,4 +267,4 @@ def _probes(
     return dict(zip(keys, runner.map("probes", tasks), strict=True))
 
 
-__all__ = ["TASKS", "probe_score", "run_bench", "run_seeds"]
+__all__ = ["TASKS", "run_bench", "run_seeds"]

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from incriminate.console import DEFAULT_STORE, UserError, out, progress, run_command, setup
+from incriminate.console import DEFAULT_STORE, out, progress, run_command
 from incriminate.experiment.commands import (
     ConfigOpt,
     JsonOpt,
@@ -32,17 +32,12 @@ from incriminate.experiment.commands import (
     WorkersOpt,
     _bar_callback,
     _keep,
+    prepare,
 )
 
 
 def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
-    from incriminate.experiment.store import Store
-
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    store = Store(store_dir)
-    Store(out_dir)  # the output directory is writable before any work starts
-    setup(verbose)
+    store = prepare(out_dir, store_dir, workers, verbose)
     from incriminate.experiment.bench import run_bench
     from incriminate.experiment.bench_results import assemble
     from incriminate.organisms.zoo import entries

@@ -51,17 +51,24 @@ def _bar_callback(bar: Any):
     return update
 
 
-def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
-    """Run the experiment, write config.yaml, results.json and report.md; return the results."""
+def prepare(out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> Any:
+    """Check `--workers`, open the store and the output directory (both writable before any
+    work starts), set up logging and torch; returns the store."""
     from incriminate.experiment.store import Store
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    store = Store(store_dir)
+    Store(out_dir)
+    setup(verbose)
+    return store
+
+
+def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
+    """Run the experiment, write config.yaml, results.json and report.md; return the results."""
     if cfg.teacher_dir is not None:
         _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir))
-    store = Store(store_dir)
-    Store(out_dir)  # the output directory is writable before any work starts
-    setup(verbose)
+    store = prepare(out_dir, store_dir, workers, verbose)
     from incriminate.experiment.config import to_yaml
     from incriminate.experiment.pipeline import run_experiment
     from incriminate.experiment.results import assemble

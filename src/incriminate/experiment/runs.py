@@ -36,6 +36,7 @@ from incriminate.world.config import WorldConfig
 
 DISTILL_VERSION = 1
 EVALUATION_VERSION = 1  # bump when an audit's definition changes: evaluations are recomputed
+PROBE_SCORE_VERSION = 1
 SCORE_DIGITS = 6  # per-item scores are stored rounded: JSON stays small and byte-stable
 FILTER_DRAWS = 4  # a filtered selection draws this many times `prompts`, then keeps `prompts`
 
@@ -233,6 +234,28 @@ def evaluate(store: Store, model: Artifact, world: WorldConfig, drive: str | Non
     return json.loads((art.path / "evaluation.json").read_text()) | {
         "evaluation": f"{art.kind}/{art.key}"
     }
+
+
+def probe_score(store: Store, model: Artifact, world: WorldConfig, probe: Artifact) -> dict:
+    """The probe audit of a model with a trained probe (`audit.probe`): rate and per-item
+    scores, a `probe_score` stage of the store."""
+    from incriminate.audit.probe import Probe, probe_audit
+
+    inputs = {
+        "version": PROBE_SCORE_VERSION,
+        "model": _store_id(model),
+        "probe": f"{probe.kind}/{probe.key}",
+    }
+
+    def make(out: Path) -> None:
+        rate = probe_audit(load_model(model.path), world, Probe.load(probe.path))
+        scores = [round(float(x), SCORE_DIGITS) for x in rate.scores]
+        (out / "score.json").write_text(
+            json.dumps({"rate": _rounded(rate.as_dict()), "scores": scores})
+        )
+
+    art = store.build("probe_score", inputs, make)
+    return json.loads((art.path / "score.json").read_text())
 
 
 def _rounded(rate: dict[str, Any]) -> dict[str, Any]:
