@@ -51,7 +51,8 @@ def test_a_failing_stage_leaves_nothing(tmp_path: Path):
     with pytest.raises(RuntimeError, match="boom"):
         store.build("thing", {"n": 1}, make)
     assert store.find("thing", {"n": 1}) is None
-    assert list((tmp_path / "thing").iterdir()) == []
+    left = [p.name for p in (tmp_path / "thing").iterdir()]
+    assert [n for n in left if not n.startswith(".lock-")] == []  # only the (empty) lock file
 
 
 KILLED_CHILD = """
@@ -77,22 +78,51 @@ def test_a_stage_killed_mid_write_is_not_taken_as_finished(tmp_path: Path):
     child.wait()
     store = Store(tmp_path)
     assert store.find("thing", {"n": 1}) is None
-    leftovers = list((tmp_path / "thing").iterdir())
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-")
+    leftovers = [p for p in (tmp_path / "thing").iterdir() if p.name.startswith(".tmp-")]
+    assert len(leftovers) == 1
 
-    # The next build runs the stage again and completes it.
+    # The kernel released the dead build's lock: the next build runs the stage again, completes
+    # it and sweeps the leftover.
     def write_ok(out: Path) -> None:
         (out / "weights.bin").write_bytes(b"ok")
 
     art = store.build("thing", {"n": 1}, write_ok)
     assert not art.reused and (art.path / "weights.bin").read_bytes() == b"ok"
     assert store.find("thing", {"n": 1}) is not None
-    # A stale temporary directory (over an hour old) is swept by the next build of that key.
-    old = time.time() - 7200
-    os.utime(leftovers[0], (old, old))
-    store.build("thing", {"n": 1}, lambda out: None)  # reused: no sweep needed
-    Store(tmp_path)._sweep(tmp_path / "thing", art.key)
     assert not leftovers[0].exists()
+
+
+RACING_CHILD = """
+import sys, time
+from pathlib import Path
+from incriminate.experiment.store import Store
+
+def make(out: Path):
+    with open(sys.argv[2], "a") as f:
+        f.write(sys.argv[3] + "\\n")
+    time.sleep(1.0)
+    (out / "x.txt").write_text("done")
+
+art = Store(sys.argv[1]).build("thing", {"n": 1}, make)
+print("reused" if art.reused else "built", flush=True)
+"""
+
+
+def test_two_processes_needing_one_stage_compute_it_once(tmp_path: Path):
+    calls = tmp_path / "calls.txt"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACING_CHILD, str(tmp_path / "store"), str(calls), str(i)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    said = sorted(c.communicate(timeout=60)[0].strip() for c in children)
+    assert said == ["built", "reused", "reused"]
+    assert len(calls.read_text().splitlines()) == 1
+    art = Store(tmp_path / "store").find("thing", {"n": 1})
+    assert art is not None and (art.path / "x.txt").read_text() == "done"
 
 
 def test_unwritable_root_is_a_one_line_error(tmp_path: Path):

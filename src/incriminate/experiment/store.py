@@ -6,10 +6,17 @@ directory `ROOT/<kind>/.tmp-<key>-<random>/`, its `manifest.json` is written las
 directory is renamed into place in one step: a directory at the final name is always complete,
 and a stage killed mid-write leaves only a `.tmp-` directory that is never taken as finished
 (and is swept away by the next build of the same stage).
+
+Builds of one stage are serialised by an exclusive `flock` on `ROOT/<kind>/.lock-<key>`: two
+processes (two workers, two sweeps, two Ray nodes on shared storage) that need the same
+unfinished stage compute it once; the second waits and then reuses it. The kernel releases the
+lock when its holder dies (`kill -9` included), so a killed build never blocks the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -17,7 +24,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,13 +106,39 @@ class Store:
         output must be in `inputs`.
         """
         found = self.find(kind, inputs)
-        if found is not None:
-            log.info("reusing %s/%s", kind, found.key)
-            return found
+        if found is None:
+            with self.lock(kind, content_key(kind, inputs)):
+                found = self.find(kind, inputs)  # another process may have built it meanwhile
+                if found is None:
+                    return self._build(kind, inputs, fn, seed)
+        log.info("reusing %s/%s", kind, found.key)
+        return found
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """Hold the build lock of one stage (blocks while another process holds it)."""
+        path = self.root / kind / f".lock-{key}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _build(
+        self,
+        kind: str,
+        inputs: Mapping[str, Any],
+        fn: Callable[[Path], Mapping[str, Any] | None],
+        seed: int | None,
+    ) -> Artifact:
+        """Run `fn` in a temporary directory and rename it into place (the caller holds the
+        stage's lock, so any `.tmp-` directory of this key is a leftover of a killed build)."""
         key = content_key(kind, inputs)
         final = self.path(kind, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._sweep(final.parent, key)
+        for stale in final.parent.glob(f".tmp-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         t0 = time.perf_counter()
@@ -122,23 +155,9 @@ class Store:
                 **extra,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / MANIFEST).exists():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # another process finished it first
+            os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         log.info("built %s/%s in %.1fs", kind, key, manifest["wall_s"])
         return Artifact(kind, key, final, json.loads((final / MANIFEST).read_text()), False)
-
-    @staticmethod
-    def _sweep(parent: Path, key: str) -> None:
-        """Remove temporary directories of this key that a killed process left over an hour
-        ago (a younger one may belong to a build still running in another process)."""
-        for stale in parent.glob(f".tmp-{key}-*"):
-            age = time.time() - stale.stat().st_mtime
-            if age > 3600:
-                shutil.rmtree(stale, ignore_errors=True)
