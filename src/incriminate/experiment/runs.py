@@ -39,6 +39,7 @@ EVALUATION_VERSION = 1  # bump when an audit's definition changes: evaluations a
 PROBE_SCORE_VERSION = 1
 SCORE_DIGITS = 6  # per-item scores are stored rounded: JSON stays small and byte-stable
 FILTER_DRAWS = 4  # a filtered selection draws this many times `prompts`, then keeps `prompts`
+LOSSES = "losses.json"  # a student's loss at every step (artifacts built before it lack it)
 
 
 def data_seed(data: str, seed: int) -> int:
@@ -180,6 +181,8 @@ def distill_student(
             world=parent.world if parent else {},
         )
         save_model(student, spec, out)
+        # The training curve for reports; not an input, so the stage's key does not change.
+        (out / LOSSES).write_text(json.dumps([round(float(x), SCORE_DIGITS) for x in losses]))
         tail = losses[-10:]
         return {
             "first_loss": round(losses[0], 5),
