@@ -46,12 +46,18 @@ def one_line(e: BaseException) -> str:
 
 
 def run_command(fn: Callable[[], None]) -> None:
-    """Run a command body; user errors become one line on stderr and exit code 2."""
+    """Run a command body; user errors become one line on stderr and exit code 2, a failed
+    stage (its traceback is in its log file) one line and exit code 1."""
+    from incriminate.experiment.stages import StageError
+
     try:
         fn()
     except user_errors() as e:
         err.print(f"[red]error:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except StageError as e:
+        err.print(f"[red]failed:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def setup(verbose: bool) -> None:
@@ -66,13 +72,21 @@ def setup(verbose: bool) -> None:
 
 
 def progress():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description:<34}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=err,
         transient=False,
     )

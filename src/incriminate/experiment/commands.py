@@ -76,7 +76,7 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
 
     t0 = time.perf_counter()
     with progress() as bar:
-        raw = run_experiment(cfg, store, workers, _bar_callback(bar))
+        raw = run_experiment(cfg, store, workers, _bar_callback(bar), log_dir=out_dir / "logs")
     results = assemble(cfg, raw)
     files = {
         "config.yaml": to_yaml(cfg),
