@@ -16,6 +16,7 @@ from incriminate.console import progress as _progress
 from incriminate.console import run_command as _run
 from incriminate.console import setup as _setup
 from incriminate.experiment import bench_command, commands
+from incriminate.report.command import report
 from incriminate.repro.cli import app as repro_app
 
 app = typer.Typer(
@@ -219,6 +220,7 @@ def audit(
 app.command("demo")(commands.demo)
 app.command("distill")(commands.distill)
 app.command("bench")(bench_command.bench)
+app.command("report")(report)
 
 
 def main() -> None:

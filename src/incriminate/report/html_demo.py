@@ -1,0 +1,359 @@
+"""The sections of a demo (or distill) report, from `results.json` and the store's evidence:
+the verdict and the evidence behind it first, then the teachers, each configuration's U- vs
+C-students, the double bind, training curves, transcripts and provenance. A sweep report
+repeats them per point under an id prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from incriminate.report import html_plots as plots
+from incriminate.report.html_markup import (
+    Html,
+    details,
+    fmt_diff,
+    fmt_p,
+    fmt_rate,
+    join,
+    section,
+    table,
+    tag,
+)
+from incriminate.report.html_store import Evidence
+from incriminate.report.markdown import TRUTH_LABELS
+
+__all__ = ["demo_sections", "verdict_block"]
+
+DECISIONS = ("incriminated", "not_incriminated", "inconclusive")
+Nav = list[tuple[str, str]]
+
+
+def _num(value: Any, text: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """A right-aligned table cell that sorts by `value`."""
+    return (value if text is None else text, {"cls": "num", "data_sort": value})
+
+
+def verdict_block(results: dict[str, Any]) -> Html:
+    """The decision, the reason and the numbers of the test of record."""
+    v = results["verdict"]
+    cls = v["decision"] if v["decision"] in DECISIONS else "inconclusive"
+    cards = [
+        ("p-value (test of record)", fmt_p(v["p_value"])),
+        ("alpha", f"{v['alpha']:g}"),
+        ("smallest attainable p", fmt_p(v["min_p"])),
+        ("mean U - C (evidence audits)", f"{v['statistic']:+.4f}"),
+        ("paired runs", v["n_pairs"]),
+        ("clusters", v["n_clusters"]),
+    ]
+    return tag(
+        "div",
+        tag("div", "Verdict: ", tag("span", str(v["decision"]).replace("_", " ")), cls="decision"),
+        tag("p", v["reason"]),
+        tag(
+            "div",
+            *(
+                tag("div", tag("div", k, cls="k"), tag("div", x, cls="v"), cls="card")
+                for k, x in cards
+            ),
+            cls="cards",
+        ),
+        tag(
+            "p",
+            "One-sided sign-flip permutation test of the mean U - C difference over the audits ",
+            ", ".join(map(str, v["audits"])),
+            ", with the signs of runs that share prompts and teacher samples (a cluster) flipped "
+            "together. Ground truth is shown beside the verdict and never used by it.",
+            cls="lede",
+        ),
+        cls=f"verdict {cls}",
+    )
+
+
+def _evidence(results: dict[str, Any]) -> Html:
+    rows = []
+    for c in results["configurations"]:
+        ev, tr, gt = c["evidence"], c["transfer"], c["ground_truth"]
+        frac = tr.get("drive_fraction")
+        cap = tr.get("capability_retained")
+        rows.append(
+            [
+                c["name"],
+                _num(ev["difference"], f"{ev['difference']:+.4f}"),
+                _num(ev["p_value"], fmt_p(ev["p_value"])),
+                _num(ev["p_adjusted"], fmt_p(ev["p_adjusted"])),
+                "yes" if ev.get("significant") else "no",
+                f"{tr['drive']}: {fmt_diff(gt['deployment'])}"
+                + (f" ({frac:.0%} of gap)" if frac is not None else ""),
+                f"{tr['evasion']}: {fmt_diff(gt['honeypot_discrimination'])}",
+                _num(cap if cap is not None else -1, "-" if cap is None else f"{cap:.0%}"),
+            ]
+        )
+    headers = [
+        "configuration", "audits U - C", "p", "Holm p", "significant",
+        "drive transferred (truth)", "evasion transferred (truth)", "capability kept",
+    ]  # fmt: skip
+    return table(
+        headers,
+        rows,
+        caption="Audits: mean over the evidence audits of U-students minus C-students, one-sided "
+        "sign-flip p over seeds and its Holm-adjusted value over configurations (significant only "
+        "when the test of record rejects). Truth columns (testbed only): U-students minus "
+        "C-students with 95% CIs; a trait transferred (yes) when the lower bound reaches 5% of "
+        "the teachers' own gap, not (no) when the upper bound stays below it. Capability: "
+        "U-students' task accuracy over the teacher's. Click a header to sort.",
+    )
+
+
+def _interval(x: dict[str, Any]) -> plots.Interval:
+    return (x["rate"], x["ci_low"], x["ci_high"])
+
+
+LEGEND = Html(
+    '<span class="u">&#9679; U</span>: suspect side (teacher U, U-students); '
+    '<span class="c">&#9679; C</span>: control side (teacher C, C-students)'
+)
+
+
+def _teachers(results: dict[str, Any]) -> Html:
+    s, c = results["teachers"]["suspect"], results["teachers"]["control"]
+    measures = [("audit", k) for k in s["audits"]] + [("truth", k) for k in s["ground_truth"]]
+    block = {"audit": "audits", "truth": "ground_truth"}
+    labels = [f"{kind}: {TRUTH_LABELS.get(k, k)}" for kind, k in measures]
+    rows = [
+        (_interval(s[block[kind]][k]), _interval(c[block[kind]][k]), "") for kind, k in measures
+    ]
+    fig = plots.figure(
+        plots.interval_panel("teachers: U vs C", labels, rows),
+        join([LEGEND, ". Rates with 95% Wilson CIs; audits on audit-split items, ground truth "
+              "on eval-split items."]),
+        "teachers' direct audits and ground truth",
+    )  # fmt: skip
+    trows = [
+        [label, fmt_rate(s[block[kind]][k]), fmt_rate(c[block[kind]][k])]
+        for label, (kind, k) in zip(labels, measures, strict=True)
+    ]
+    intro = tag(
+        "p",
+        "Suspect U = ",
+        tag("code", s["name"], cls="u"),
+        " (",
+        tag("code", s["model"]),
+        "), control C = ",
+        tag("code", c["name"], cls="c"),
+        " (",
+        tag("code", c["model"]),
+        ").",
+    )
+    return join([intro, tag("div", fig, table(["measure", "U", "C"], trows), cls="grid2")])
+
+
+def _comparison_plot(results: dict[str, Any], block: str, title: str) -> Html:
+    """One panel per measure (a CSS grid: side by side on a wide screen, stacked on a phone)."""
+    configs = results["configurations"]
+    labels = [c["name"] for c in configs]
+    figures = []
+    for m in configs[0][block]:
+        rows = [
+            (_interval(c[block][m]["suspect"]), _interval(c[block][m]["control"]),
+             f"p={fmt_p(c[block][m]['p_value'])}")
+            for c in configs
+        ]  # fmt: skip
+        name = str(TRUTH_LABELS.get(m, m))
+        figures.append(plots.figure(plots.interval_panel(name, labels, rows), None, name))
+    caption = tag(
+        "p",
+        f"{title}. ",
+        LEGEND,
+        ". Mean over seeds with two-level bootstrap 95% CIs (seeds, then items); at the right "
+        "of each row the one-sided sign-flip p-value over seeds.",
+        cls="caption",
+    )
+    return join([tag("div", *figures, cls="panels"), caption])
+
+
+def _comparison_table(results: dict[str, Any]) -> Html:
+    rows = []
+    for c in results["configurations"]:
+        for block, kind in (("audits", "audit"), ("ground_truth", "truth")):
+            for m, a in c[block].items():
+                rows.append(
+                    [c["name"], f"{kind}: {TRUTH_LABELS.get(m, m)}", fmt_rate(a["suspect"]),
+                     fmt_rate(a["control"]), _num(a["difference"], fmt_diff(a)),
+                     _num(a["p_value"], fmt_p(a["p_value"]))]
+                )  # fmt: skip
+    headers = ["configuration", "measure", "U-students", "C-students", "U - C", "p"]
+    return details("Every comparison as a table", table(headers, rows))
+
+
+def _double_bind(results: dict[str, Any]) -> Html:
+    points, rows = [], []
+    for c in results["configurations"]:
+        tr = c["transfer"]
+        x, y, cap = (
+            tr.get("drive_fraction"),
+            tr.get("evasion_fraction"),
+            tr.get("capability_retained"),
+        )
+        if x is not None and y is not None:
+            points.append((c["name"], x, y, cap))
+        rows.append([c["name"], tr["drive"], _share(x), tr["evasion"], _share(y), _share(cap)])
+    headers = ["configuration", "drive", "share of drive gap", "evasion", "share of evasion gap",
+               "capability kept"]  # fmt: skip
+    listing = table(headers, rows)
+    if not points:
+        note = tag(
+            "p",
+            "No plot: the suspect's ground-truth deployment or discrimination does not exceed "
+            "the control's, so the shares are not defined.",
+            cls="note",
+        )
+        return join([note, listing])
+    caption = (
+        "One point per configuration (ground truth, mean over seeds): the share of the teachers' "
+        "deployment gap the U-students inherit against the share of their honeypot-"
+        "discrimination gap; marker area grows with capability retained. Distillation helps "
+        "the auditor at the bottom right: the drive transfers, the evasion does not. Points "
+        "that overlap are labelled by their count; the table lists every configuration."
+    )
+    fig = plots.figure(plots.double_bind_plot(points), caption, "double-bind plot")
+    return join([fig, listing])
+
+
+def _share(x: float | None) -> tuple[str, dict[str, Any]]:
+    return ("-" if x is None else f"{x:.1%}", {"cls": "num", "data_sort": -9 if x is None else x})
+
+
+def _curves(results: dict[str, Any], ev: Evidence) -> Html:
+    panels: dict[str, list[tuple[str, list[float]]]] = {}
+    missing = 0
+    for r in results["runs"]:
+        losses = ev.curves.get(r["student"])
+        if losses:
+            name = f"{r['method']}/{r['data']}/{r['init']}"
+            panels.setdefault(name, []).append((r["role"], losses))
+        else:
+            missing += 1
+    note = Html("")
+    if missing:
+        note = tag(
+            "p",
+            f"Curve not recorded for {missing} of {len(results['runs'])} runs (students built "
+            "before per-step losses were kept, or not in this store); their first and final "
+            "losses are in the provenance table.",
+            cls="note",
+        )
+    if not panels:
+        return note
+    figures = [plots.figure(plots.curve_panel(t, runs), None, t) for t, runs in panels.items()]
+    caption = tag(
+        "p",
+        "Training loss per step of every distillation run, one line per seed: ",
+        tag("span", "U-students", cls="u"),
+        ", ",
+        tag("span", "C-students", cls="c"),
+        ". SFT: cross-entropy on the teacher's samples; logit: divergence to the teacher's "
+        "top-k log-probs.",
+        cls="caption",
+    )
+    return join([note, tag("div", *figures, cls="panels small"), caption])
+
+
+def _transcripts(ev: Evidence) -> Html:
+    if not ev.transcripts:
+        return join(tag("p", n, cls="note") for n in ev.notes) or tag(
+            "p", "No transcripts.", cls="note"
+        )
+    blocks = []
+    for j, (label, prompt) in enumerate(ev.prompts):
+        rows = []
+        for row in ev.transcripts:
+            u = tag("span", row.suspect[j], cls="reply") if row.suspect else row.note
+            c = tag("span", row.control[j], cls="reply") if row.control else row.note
+            rows.append([row.label, u, c])
+        blocks.append(
+            tag(
+                "div",
+                tag("h3", label),
+                tag("p", "prompt: ", tag("code", prompt)),
+                table(["models", "U side", "C side"], rows, sortable=False),
+            )
+        )
+    intro = tag(
+        "p",
+        "Greedy replies to fixed audit-split prompts, generated from the store when this report "
+        "was made: the teachers, then one U-student and its paired C-student per configuration.",
+        cls="lede",
+    )
+    return join([intro, tag("div", *blocks, cls="grid2")])
+
+
+def _provenance(results: dict[str, Any], ev: Evidence, versions: dict[str, str]) -> Html:
+    import yaml
+
+    rows = []
+    teachers = results["teachers"]
+    for role, t in teachers.items():
+        m = ev.manifests.get(t["model"], {})
+        rows.append([f"teacher ({role})", t["model"], "", "", "", m.get("wall_s", "-")])
+    for r in results["runs"]:
+        m = ev.manifests.get(r["student"], {})
+        rows.append(
+            [f"{r['method']}/{r['data']}/{r['init']} seed {r['seed']} {r['role']}",
+             r["student"], r["cache"], r["init_model"],
+             f"{r['first_loss']:.4f} -> {r['final_loss']:.4f}", m.get("wall_s", "-")]
+        )  # fmt: skip
+    built = sorted({str(m.get("package_version")) for m in ev.manifests.values()})
+    timing = results["timing"]
+    stages = [[k.removesuffix("_s"), _num(s, f"{s:.1f}")] for k, s in timing["stages"].items()]
+    config_text = yaml.safe_dump(results["config"], sort_keys=False)
+    return join(
+        [
+            tag("p", "Config hash ", tag("code", results["config_hash"]), " (schema ",
+                tag("code", results["schema"]), "). Artifacts were built by incriminate ",
+                ", ".join(built) or "-", "; this report by:"),
+            table(["package", "version"], sorted(versions.items()), sortable=False),
+            tag("p", f"Stage compute recorded in the store: {timing['total_s']:.1f} s."),
+            table(["stage", "seconds"], stages, sortable=False),
+            details("Resolved config (YAML)", tag("pre", config_text)),
+            details(
+                "Artifacts: store ids of every model, cache and init",
+                table(["what", "model", "teacher cache", "init", "loss first -> final",
+                       "build s"], rows),
+            ),
+        ]
+    )  # fmt: skip
+
+
+def demo_sections(
+    results: dict[str, Any],
+    ev: Evidence,
+    versions: dict[str, str],
+    prefix: str = "",
+    level: int = 2,
+) -> tuple[Nav, Html]:
+    """(table of contents, markup) of one results document; ids start with `prefix`."""
+    parts: list[tuple[str, str, Callable[[], Any]]] = [
+        ("evidence", "Evidence per configuration", lambda: _evidence(results)),
+        ("teachers", "Teachers, audited directly", lambda: _teachers(results)),
+        (
+            "audits",
+            "U- vs C-students per audit",
+            lambda: join(
+                [
+                    _comparison_plot(results, "audits", "Audits per configuration"),
+                    _comparison_plot(results, "ground_truth", "Ground truth per configuration"),
+                    _comparison_table(results),
+                ]
+            ),
+        ),
+        ("double-bind", "The double bind", lambda: _double_bind(results)),
+        ("curves", "Training curves", lambda: _curves(results, ev)),
+        ("transcripts", "Transcripts", lambda: _transcripts(ev)),
+        ("provenance", "Provenance", lambda: _provenance(results, ev, versions)),
+    ]
+    nav = [(f"{prefix}{anchor}", title) for anchor, title, _ in parts]
+    body = [
+        section(f"{prefix}{anchor}", title, build(), level=level) for anchor, title, build in parts
+    ]
+    return nav, join(body)
