@@ -6,6 +6,7 @@ the pipeline on the artifact store and write into the output directory:
     config.yaml    the resolved config (its hash is `config_hash` in the results)
     results.json   every number (schema in `experiment.results`)
     report.md      the verdict and the evidence behind it
+    report.html    the same with plots, training curves and transcripts (`incriminate report`)
 
 and a copy of the three into `STORE/experiment/<config_hash>/`.
 
@@ -77,6 +78,9 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
         raw = run_experiment(cfg, store, workers, _bar_callback(bar), log_dir=out_dir / "logs")
     results = assemble(cfg, raw)
     write_outputs(cfg, results, out_dir, store)
+    from incriminate.report.html import write_results_report
+
+    write_results_report(results, out_dir / "report.html", store.root)
     results["_wall_s"] = round(time.perf_counter() - t0, 1)
     return results
 
@@ -173,7 +177,8 @@ def _print_summary(results: dict, out_dir: Path) -> None:
     out.print(table)
     out.print(
         f"verdict: [bold]{v['decision']}[/bold] — {v['reason']}\n"
-        f"results in {out_dir / 'results.json'}, report in {out_dir / 'report.md'} "
+        f"results in {out_dir / 'results.json'}, report in {out_dir / 'report.md'} and "
+        f"{out_dir / 'report.html'} "
         f"(stage compute {results['timing']['total_s']:.1f}s, this run {results['_wall_s']:.1f}s)",
         highlight=False,
     )

@@ -19,7 +19,15 @@ from typing import Any
 from incriminate.console import UserError
 from incriminate.report.html_markup import Html, fmt_p, join, page, section, table, tag
 
-__all__ = ["SCHEMAS", "ReportInput", "read_input", "render_report", "write_report"]
+__all__ = [
+    "SCHEMAS",
+    "ReportInput",
+    "read_input",
+    "render_report",
+    "results_page",
+    "write_report",
+    "write_results_report",
+]
 
 SCHEMAS = {
     "sweep.json": "incriminate.sweep/1",
@@ -113,7 +121,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _results_page(results: dict[str, Any], store: Path, transcripts: bool) -> str:
+def results_page(results: dict[str, Any], store: Path, transcripts: bool = True) -> str:
+    """The page of one results document (schema `incriminate.results/1`)."""
     from incriminate.report.html_demo import demo_sections, verdict_block
     from incriminate.report.html_store import collect
 
@@ -197,22 +206,31 @@ def render_report(directory: Path, store: Path, transcripts: bool = True) -> str
     """The HTML page of the output directory `directory` (store artifacts read from `store`)."""
     found = read_input(directory)
     if found.kind == "results":
-        return _results_page(found.doc, store, transcripts)
+        return results_page(found.doc, store, transcripts)
     if found.kind == "sweep":
         return _sweep_page(found.doc, found.points, store, transcripts)
     return _bench_page(found.doc)
 
 
-def write_report(directory: Path, out: Path | None, store: Path, transcripts: bool = True) -> Path:
-    """Render and write the report (default `directory/report.html`) in one step; returns its
-    path. Nothing is written when the input is bad."""
-    text = render_report(directory, store, transcripts)
-    out = directory / "report.html" if out is None else out
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+def _write(path: Path, text: str) -> Path:
+    """`text` into `path`, replaced in one step."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"{out}: cannot write the report ({e.strerror})") from None
-    return out
+        raise UserError(f"{path}: cannot write the report ({e.strerror})") from None
+    return path
+
+
+def write_report(directory: Path, out: Path | None, store: Path, transcripts: bool = True) -> Path:
+    """Render and write the report (default `directory/report.html`); returns its path. Nothing
+    is written when the input is bad."""
+    text = render_report(directory, store, transcripts)
+    return _write(directory / "report.html" if out is None else out, text)
+
+
+def write_results_report(results: dict[str, Any], path: Path, store: Path) -> Path:
+    """The report of a results document just assembled (by `incriminate demo` or `distill`)."""
+    return _write(path, results_page(results, store))
