@@ -15,7 +15,7 @@ from incriminate.console import DEFAULT_STORE, UserError, err, out
 from incriminate.console import progress as _progress
 from incriminate.console import run_command as _run
 from incriminate.console import setup as _setup
-from incriminate.experiment import bench_command, commands
+from incriminate.experiment import bench_command, commands, sweep_command
 from incriminate.report.command import report
 from incriminate.repro.cli import app as repro_app
 
@@ -220,6 +220,8 @@ def audit(
 app.command("demo")(commands.demo)
 app.command("distill")(commands.distill)
 app.command("bench")(bench_command.bench)
+app.command("sweep")(sweep_command.sweep)
+app.command("results")(sweep_command.results)
 app.command("report")(report)
 
 

@@ -139,7 +139,8 @@ def query(
 ) -> tuple[list[str], list[tuple]]:
     """(column names, rows) of a table, filtered by the SQL `where`. With `group_by`: per group
     `n` and the mean of each value column (`VALUES`, or `columns`), the first with a 95%
-    t-interval over the rows (`_lo`, `_hi`). Without: the rows (`columns`, default all)."""
+    t-interval over the rows (`_lo`, `_hi`). Without: the rows (`columns`; default all but the
+    `config.*` columns)."""
     import duckdb
 
     if table not in TABLES:
@@ -172,7 +173,9 @@ def query(
         sql = f"SELECT {keys}, {', '.join(aggs)} FROM {source}{clause}"
         sql += f" GROUP BY {keys} ORDER BY {keys}"
     else:
-        cols = ", ".join(_quote(c) for c in columns) if columns else "*"
+        # Default: every column but the config's (name `config.*` columns to see them).
+        default = "COLUMNS(c -> NOT starts_with(c, 'config.'))"
+        cols = ", ".join(_quote(c) for c in columns) if columns else default
         sql = f"SELECT {cols} FROM {source}{clause}"
     try:
         cursor = con.execute(sql)
