@@ -174,8 +174,8 @@ def query(
         sql += f" GROUP BY {keys} ORDER BY {keys}"
     else:
         # Default: every column but the config's (name `config.*` columns to see them).
-        default = "COLUMNS(c -> NOT starts_with(c, 'config.'))"
-        cols = ", ".join(_quote(c) for c in columns) if columns else default
+        shown = columns or [c for c in known if not c.startswith("config.")]
+        cols = ", ".join(_quote(c) for c in shown)
         sql = f"SELECT {cols} FROM {source}{clause}"
     try:
         cursor = con.execute(sql)
