@@ -194,6 +194,9 @@ def execute(
     on_failure: OnFailure | None = None,
 ) -> Outcome:
     """Run every node of `plan` in dependency order; see the module docstring."""
+    # Workers may run elsewhere (a Ray worker's directory is not ours): absolute paths only.
+    store_root = Path(store_root).resolve()
+    log_dir = Path(log_dir).resolve() if log_dir is not None else None
     nodes, children = plan.nodes, plan.children()
     waiting = {i: len(n.deps) for i, n in nodes.items()}
     ready = deque(i for i in nodes if waiting[i] == 0)
