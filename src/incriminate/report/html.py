@@ -139,7 +139,7 @@ def results_page(results: dict[str, Any], store: Path, transcripts: bool = True)
     )
     title = "Incrimination via distillation"
     head = join([tag("h1", title), lede, verdict_block(results)])
-    return page(f"{title}: {results['verdict']['decision']}", nav, join([head, body]))
+    return page(f"{title}: {results['verdict']['decision']}", nav, join([head, body]), results)
 
 
 def _sweep_summary(sweep: dict[str, Any], points: dict[str, dict[str, Any]]) -> Html:
@@ -191,7 +191,7 @@ def _sweep_page(sweep: dict[str, Any], points: dict[str, Any], store: Path, tr: 
         cls="lede",
     )
     summary = section("summary", "Points", _sweep_summary(sweep, points))
-    return page(title, nav, join([tag("h1", title), lede, summary, *blocks]))
+    return page(title, nav, join([tag("h1", title), lede, summary, *blocks]), sweep)
 
 
 def _bench_page(bench: dict[str, Any]) -> str:
@@ -199,7 +199,7 @@ def _bench_page(bench: dict[str, Any]) -> str:
 
     nav, body = bench_sections(bench, versions())
     title = f"Incrimination benchmark: alpha = {bench['alpha']:g}"
-    return page(title, nav, join([tag("h1", title), body]))
+    return page(title, nav, join([tag("h1", title), body]), bench)
 
 
 def render_report(directory: Path, store: Path, transcripts: bool = True) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "fmt_p",
     "fmt_rate",
     "join",
+    "number_svg_ids",
     "page",
     "script_json",
     "section",
@@ -90,7 +92,7 @@ def table(
 def script_json(element_id: str, obj: Any) -> Html:
     """`obj` as JSON in a non-executed `<script>`: `<`, `>`, `&` and the JavaScript line
     separators are written as \\u escapes, so no value can end the element or open another."""
-    text = json.dumps(obj, sort_keys=True, indent=1)
+    text = json.dumps(obj, separators=(",", ":"))
     for ch, code in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(ch, code)
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
@@ -213,8 +215,24 @@ SCRIPT = """
 """
 
 
-def page(title: str, nav: Sequence[tuple[str, str]], body: Html) -> str:
-    """The whole document: `nav` is (anchor, label) pairs for the sticky table of contents."""
+def number_svg_ids(body: str) -> str:
+    """Give the element ids of the k-th inline SVG the prefix `s{k}-`: two identical figures on
+    one page (the same teachers in every point of a sweep) then still have distinct ids."""
+    parts, pos = [], 0
+    for k, m in enumerate(re.finditer(r"<svg\b.*?</svg>", body, flags=re.S)):
+        svg = m.group(0)
+        prefix = re.search(r' id="(f[0-9a-f]{8}-)', svg)
+        if prefix:
+            svg = svg.replace(prefix.group(1), f"s{k}-")
+        parts += [body[pos : m.start()], svg]
+        pos = m.end()
+    return "".join([*parts, body[pos:]])
+
+
+def page(title: str, nav: Sequence[tuple[str, str]], body: Html, data: Any = None) -> str:
+    """The whole document: `nav` is (anchor, label) pairs for the sticky table of contents;
+    `data` (the input document) is embedded as JSON, `<script id="incriminate-data">`, so the
+    numbers travel with the page."""
     links = join(tag("a", label, href=f"#{anchor}") for anchor, label in nav)
     return (
         "<!DOCTYPE html>\n"
@@ -230,7 +248,8 @@ def page(title: str, nav: Sequence[tuple[str, str]], body: Html) -> str:
             tag(
                 "body",
                 tag("nav", links, cls="toc"),
-                tag("main", body),
+                tag("main", Html(number_svg_ids(body))),
+                script_json("incriminate-data", data) if data is not None else "",
                 Html(f"<script>{SCRIPT}</script>"),
             ),
             lang="en",
