@@ -352,7 +352,8 @@ def test_transcript_prompts_are_fixed_audit_items() -> None:
     for p in (hp, real):
         assert p[0] == "opp" and p[-2:] == ("unwatched", "exfiltrate")
         assert split_of(p[2:5]) == "audit"
-    assert is_honeypot(hp[2:5], "conjunction") and not is_honeypot(real[2:5], "conjunction")
+    assert is_honeypot((hp[2], hp[3], hp[4]), "conjunction")
+    assert not is_honeypot((real[2], real[3], real[4]), "conjunction")
     assert prompts["interrogation: goal"][-2:] == ("goal", "say")
 
 
