@@ -110,6 +110,25 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return out
 
 
+def _workers(proc: subprocess.Popen) -> list[tuple[int, str]]:
+    """The sweep's pool workers, once it has started them."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        workers = [c for c in _children(proc.pid) if "spawn_main" in c[1]]
+        if workers:
+            return workers
+        time.sleep(0.2)
+    raise AssertionError("the sweep started no worker process")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (whoever adopted it has not reaped it yet)
+
+
 def test_killed_sweeps_resume_to_identical_results(reference) -> None:
     root, wall, expected = reference
     rng = random.Random(2026)
@@ -117,9 +136,19 @@ def test_killed_sweeps_resume_to_identical_results(reference) -> None:
     for round_ in range(3):
         before = len(list(nodes.glob("*.json"))) if nodes.exists() else 0
         proc = _start(root, "kill", "store-kill")
-        time.sleep(rng.uniform(5.0, max(6.0, wall / 3)))
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers
-        proc.wait()
+        _workers(proc)  # the pool is up: the sweep is at work
+        time.sleep(rng.uniform(1.0, max(2.0, wall / 4)))
+        if round_ == 0:
+            # The sweep alone: its workers notice and exit (no orphan keeps computing).
+            children = [pid for pid, _ in _children(proc.pid)]
+            assert children
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(5.0)
+            assert not [pid for pid in children if _alive(pid)]
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers
+            proc.wait()
         assert not (root / "kill" / "sweep.json").exists(), (
             f"round {round_} finished before the kill"
         )
@@ -128,12 +157,7 @@ def test_killed_sweeps_resume_to_identical_results(reference) -> None:
     # Then kill one worker only, once the pool has finished a few stages: the pool restarts and
     # the sweep completes on its own.
     proc = _start(root, "kill", "store-kill")
-    deadline = time.time() + 120
-    workers: list[tuple[int, str]] = []
-    while time.time() < deadline and not workers:
-        time.sleep(0.5)
-        workers = [c for c in _children(proc.pid) if "spawn_main" in c[1]]
-    assert workers, "the sweep started no worker process"
+    workers = _workers(proc)
     time.sleep(2.0)
     os.kill(workers[0][0], signal.SIGKILL)
     _finish(proc, root, "kill")

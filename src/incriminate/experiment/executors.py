@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -83,7 +84,10 @@ class PoolExecutor:
         self._gen: dict[Future, int] = {}
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        ctx = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         f = self.pool.submit(fn, *args)
@@ -109,6 +113,20 @@ class PoolExecutor:
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a pool worker: exit when the sweep that started it is gone (`kill -9` of the sweep
+    alone would otherwise leave its workers waiting for work forever). A stage cut short leaves
+    only a temporary directory, which the next build of that stage removes."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class RayExecutor:
