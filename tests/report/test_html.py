@@ -371,8 +371,9 @@ def test_curves_come_from_the_store_and_missing_ones_are_said(tmp_path: Path) ->
 
 
 def test_schemas_are_the_writers() -> None:
-    from incriminate.experiment import bench_results, results
+    from incriminate.experiment import bench_results, results, sweep
 
     assert SCHEMAS["results.json"] == results.SCHEMA
     assert SCHEMAS["bench.json"] == bench_results.SCHEMA
+    assert SCHEMAS["sweep.json"] == sweep.SCHEMA
     assert list(SCHEMAS) == ["sweep.json", "bench.json", "results.json"]  # detection order

@@ -142,6 +142,11 @@ def results_page(results: dict[str, Any], store: Path, transcripts: bool = True)
     return page(f"{title}: {results['verdict']['decision']}", nav, join([head, body]), results)
 
 
+def _value(v: Any) -> str:
+    """An override's value as the sweep file writes it: strings bare, the rest as JSON."""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def _sweep_summary(sweep: dict[str, Any], points: dict[str, dict[str, Any]]) -> Html:
     fields = list(sweep["grid"])
     rows = []
@@ -151,7 +156,7 @@ def _sweep_summary(sweep: dict[str, Any], points: dict[str, dict[str, Any]]) -> 
         link = tag("a", pid, href=f"#{pid}") if pid in points else pid
         over = p.get("overrides") or {}
         rows.append(
-            [link, *(json.dumps(over.get(f)) if f in over else "-" for f in fields),
+            [link, *(_value(over[f]) if f in over else "-" for f in fields),
              p.get("status"), v.get("decision", "-"),
              (fmt_p(v.get("p_value")), {"cls": "num", "data_sort": v.get("p_value", 2)}),
              p.get("error") or ""]
@@ -160,7 +165,10 @@ def _sweep_summary(sweep: dict[str, Any], points: dict[str, dict[str, Any]]) -> 
     if sweep.get("failures"):
         parts.append(tag("h3", "Failures"))
         parts.append(
-            table(["stage", "error"], [[f["stage"], f["error"]] for f in sweep["failures"]])
+            table(
+                ["stage", "error", "log"],
+                [[f["stage"], f["error"], f.get("log") or "-"] for f in sweep["failures"]],
+            )
         )
     return join(parts)
 
@@ -177,7 +185,7 @@ def _sweep_page(sweep: dict[str, Any], points: dict[str, Any], store: Path, tr: 
         if pid not in points:
             continue
         results = points[pid]
-        over = ", ".join(f"{k}={json.dumps(v)}" for k, v in (p.get("overrides") or {}).items())
+        over = ", ".join(f"{k}={_value(v)}" for k, v in (p.get("overrides") or {}).items())
         _, body = demo_sections(results, collect(results, store, tr, cache), env, f"{pid}-", 3)
         blocks.append(
             section(pid, join([f"Point {pid}: ", over or "defaults"]), verdict_block(results), body)

@@ -74,33 +74,30 @@ def _evidence(results: dict[str, Any]) -> Html:
     rows = []
     for c in results["configurations"]:
         ev, tr, gt = c["evidence"], c["transfer"], c["ground_truth"]
-        frac = tr.get("drive_fraction")
-        cap = tr.get("capability_retained")
+        dep, disc = gt["deployment"], gt["honeypot_discrimination"]
+        frac, cap = tr.get("drive_fraction"), tr.get("capability_retained")
+        share = f" ({frac:.0%})" if frac is not None else ""
+        mark = " ✓" if ev.get("significant") else ""
         rows.append(
-            [
-                c["name"],
-                _num(ev["difference"], f"{ev['difference']:+.4f}"),
-                _num(ev["p_value"], fmt_p(ev["p_value"])),
-                _num(ev["p_adjusted"], fmt_p(ev["p_adjusted"])),
-                "yes" if ev.get("significant") else "no",
-                f"{tr['drive']}: {fmt_diff(gt['deployment'])}"
-                + (f" ({frac:.0%} of gap)" if frac is not None else ""),
-                f"{tr['evasion']}: {fmt_diff(gt['honeypot_discrimination'])}",
-                _num(cap if cap is not None else -1, "-" if cap is None else f"{cap:.0%}"),
-            ]
-        )
-    headers = [
-        "configuration", "audits U - C", "p", "Holm p", "significant",
-        "drive transferred (truth)", "evasion transferred (truth)", "capability kept",
-    ]  # fmt: skip
+            [c["name"],
+             _num(ev["difference"], f"{ev['difference']:+.4f}"),
+             _num(ev["p_value"], fmt_p(ev["p_value"])),
+             _num(ev["p_adjusted"], fmt_p(ev["p_adjusted"]) + mark),
+             (f"{tr['drive']} {dep['difference']:+.3f}{share}", {"data_sort": dep["difference"]}),
+             (f"{tr['evasion']} {disc['difference']:+.3f}", {"data_sort": disc["difference"]}),
+             _num(cap if cap is not None else -1, "-" if cap is None else f"{cap:.0%}")]
+        )  # fmt: skip
+    headers = ["configuration", "audits U - C", "p", "Holm p", "drive transferred (truth)",
+               "evasion transferred (truth)", "capability kept"]  # fmt: skip
     return table(
         headers,
         rows,
         caption="Audits: mean over the evidence audits of U-students minus C-students, one-sided "
-        "sign-flip p over seeds and its Holm-adjusted value over configurations (significant only "
-        "when the test of record rejects). Truth columns (testbed only): U-students minus "
-        "C-students with 95% CIs; a trait transferred (yes) when the lower bound reaches 5% of "
-        "the teachers' own gap, not (no) when the upper bound stays below it. Capability: "
+        "sign-flip p over seeds and its Holm-adjusted value over configurations (✓ significant: "
+        "only when the test of record rejects). Truth (testbed only): U-students minus "
+        "C-students in deployment rate (in brackets, the share of the teachers' gap) and in "
+        "honeypot discrimination; yes when the lower 95% bound reaches 5% of the teachers' own "
+        "gap, no when the upper bound stays below it (CIs below, per audit). Capability: "
         "U-students' task accuracy over the teacher's. Click a header to sort.",
     )
 
@@ -197,9 +194,8 @@ def _double_bind(results: dict[str, Any]) -> Html:
         )
         if x is not None and y is not None:
             points.append((c["name"], x, y, cap))
-        rows.append([c["name"], tr["drive"], _share(x), tr["evasion"], _share(y), _share(cap)])
-    headers = ["configuration", "drive", "share of drive gap", "evasion", "share of evasion gap",
-               "capability kept"]  # fmt: skip
+        rows.append([c["name"], _share(x), _share(y), _share(cap)])
+    headers = ["configuration", "drive gap", "evasion gap", "capability"]
     listing = table(headers, rows)
     if not points:
         note = tag(
@@ -214,10 +210,11 @@ def _double_bind(results: dict[str, Any]) -> Html:
         "deployment gap the U-students inherit against the share of their honeypot-"
         "discrimination gap; marker area grows with capability retained. Distillation helps "
         "the auditor at the bottom right: the drive transfers, the evasion does not. Points "
-        "that overlap are labelled by their count; the table lists every configuration."
+        "that overlap are labelled by their count; the table lists every configuration: the "
+        "shares of the teachers' gaps its U-students inherit, and the capability they keep."
     )
     fig = plots.figure(plots.double_bind_plot(points), caption, "double-bind plot")
-    return join([fig, listing])
+    return tag("div", fig, listing, cls="grid2")
 
 
 def _share(x: float | None) -> tuple[str, dict[str, Any]]:
@@ -335,6 +332,7 @@ def demo_sections(
     """(table of contents, markup) of one results document; ids start with `prefix`."""
     parts: list[tuple[str, str, Callable[[], Any]]] = [
         ("evidence", "Evidence per configuration", lambda: _evidence(results)),
+        ("double-bind", "The double bind", lambda: _double_bind(results)),
         ("teachers", "Teachers, audited directly", lambda: _teachers(results)),
         (
             "audits",
@@ -347,7 +345,6 @@ def demo_sections(
                 ]
             ),
         ),
-        ("double-bind", "The double bind", lambda: _double_bind(results)),
         ("curves", "Training curves", lambda: _curves(results, ev)),
         ("transcripts", "Transcripts", lambda: _transcripts(ev)),
         ("provenance", "Provenance", lambda: _provenance(results, ev, versions)),

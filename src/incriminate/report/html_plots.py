@@ -213,17 +213,18 @@ def double_bind_plot(points: Sequence[tuple[str, float, float, float | None]]) -
         for group in clusters([(x, y) for _, x, y, _ in points], 0.06):
             name, x, y, _ = points[group[0]]
             label = name if len(group) == 1 else f"{len(group)} configurations (see the table)"
-            ax.annotate(label, (x, y), fontsize=7, xytext=(6, 5), textcoords="offset points")
+            ax.annotate(label, (x, y), fontsize=8, xytext=(6, 5), textcoords="offset points")
         for m in methods:
             ax.scatter([], [], color=colors[m], label=m)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.axvline(0, color="0.7", lw=0.8)
         ax.set_xlabel("drive transferred (share of the teachers' deployment gap)", fontsize=9)
         ax.set_ylabel("evasion retained (share of the discrimination gap)", fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.legend(fontsize=8, loc="best")
         ax.grid(alpha=0.3)
 
-    return _render(draw, 7.5, 5.2)
+    return _render(draw, 6.6, 4.8)
 
 
 def curve_panel(title: str, runs: Sequence[tuple[str, Sequence[float]]]) -> Html:
