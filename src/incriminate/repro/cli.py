@@ -13,8 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from incriminate.repro import subliminal
-
 app = typer.Typer(help="Reproduce published results with this project's losses and training code.")
 log = logging.getLogger(__name__)
 
@@ -84,6 +82,8 @@ def subliminal_digits(
     if quick and paper_scale:
         raise _fail("--quick and --paper-scale exclude each other")
     _check_writable(out)
+    from incriminate.repro import subliminal  # torch and sklearn: only when the command runs
+
     config = subliminal.SubliminalConfig.quick() if quick else subliminal.SubliminalConfig()
     if paper_scale:
         config = subliminal.SubliminalConfig.paper_scale()
