@@ -145,6 +145,7 @@ def test_hostile_strings_are_text_in_chromium(browser, quick, tmp_path: Path, mo
         return [IMG, SCRIPT, *greedy(model, prompts)[2:]]
 
     monkeypatch.setattr(html_store, "greedy", hostile)
+    monkeypatch.setattr(html_store, "BACKGROUND", False)  # generate here, where greedy is patched
     result = runner.invoke(app, ["report", str(run), "--store", str(store)])
     assert result.exit_code == 0, result.output
     visit = Visit(browser, run / "report.html", VIEWPORTS["desktop"], tmp_path / "hostile.png")

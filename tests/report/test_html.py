@@ -17,7 +17,7 @@ from incriminate.report import html_store
 from incriminate.report.html import SCHEMAS, render_report, write_report
 from incriminate.report.html_bench import roc_points
 from incriminate.report.html_plots import clean_svg, clusters, wrap_label
-from incriminate.report.html_store import Evidence, TranscriptRow
+from incriminate.report.html_store import TranscriptRow
 from incriminate.verdict import bench as stats
 
 runner = CliRunner()
@@ -156,11 +156,23 @@ def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -
     doc["config"]["teacher"] = IMG
     doc["verdict"]["reason"] = IMG
     _write(tmp_path / "run", "results.json", doc)
-    hostile = Evidence(
-        prompts=[(SCRIPT, IMG)],
-        transcripts=[TranscriptRow(IMG, [SCRIPT], [CLOSE]), TranscriptRow("x", None, None, IMG)],
-    )
-    monkeypatch.setattr(html_store, "collect", lambda *a, **k: hostile)
+
+    class Hostile:
+        """A transcript job whose prompts and replies are hostile strings."""
+
+        error = ""
+
+        def __init__(self, docs: list, store: Path):
+            pass
+
+        def rows(self, doc: dict) -> tuple[list, list[TranscriptRow]]:
+            rows = [TranscriptRow(IMG, [SCRIPT], [CLOSE]), TranscriptRow("x", None, None, IMG)]
+            return [(SCRIPT, IMG)], rows
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(html_store, "Transcripts", Hostile)
     text = write_report(tmp_path / "run", None, tmp_path).read_text()
     page = Page(text)
     assert "img" not in page.tags
@@ -362,7 +374,7 @@ def test_curves_come_from_the_store_and_missing_ones_are_said(tmp_path: Path) ->
     store = tmp_path / "store"
     for r in doc["runs"][:6]:
         _write(store / r["student"], "losses.json", [2.0, 1.0, 0.5])
-    ev = html_store.collect(doc, store, transcripts=False)
+    ev = html_store.collect(doc, store, None)
     assert [ev.curves[r["student"]] for r in doc["runs"][5:7]] == [[2.0, 1.0, 0.5], None]
     _write(tmp_path / "run", "results.json", doc)
     text = write_report(tmp_path / "run", None, store, transcripts=False).read_text()

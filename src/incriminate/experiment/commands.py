@@ -72,15 +72,15 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
     store = prepare(out_dir, store_dir, workers, verbose)
     from incriminate.experiment.pipeline import run_experiment
     from incriminate.experiment.results import assemble
+    from incriminate.report.html import start_transcripts, write_results_report
 
     t0 = time.perf_counter()
     with progress() as bar:
         raw = run_experiment(cfg, store, workers, _bar_callback(bar), log_dir=out_dir / "logs")
+    transcripts = start_transcripts(cfg, raw, store.root)  # in another process, meanwhile:
     results = assemble(cfg, raw)
     write_outputs(cfg, results, out_dir, store)
-    from incriminate.report.html import write_results_report
-
-    write_results_report(results, out_dir / "report.html", store.root)
+    write_results_report(results, out_dir / "report.html", store.root, transcripts)
     results["_wall_s"] = round(time.perf_counter() - t0, 1)
     return results
 

@@ -25,6 +25,7 @@ __all__ = [
     "read_input",
     "render_report",
     "results_page",
+    "start_transcripts",
     "write_report",
     "write_results_report",
 ]
@@ -121,13 +122,35 @@ def versions() -> dict[str, str]:
     return out
 
 
-def results_page(results: dict[str, Any], store: Path, transcripts: bool = True) -> str:
-    """The page of one results document (schema `incriminate.results/1`)."""
+def _job(docs: list[dict[str, Any]], store: Path, transcripts: Any) -> Any:
+    """The transcript job to use: `transcripts` itself when it is one, else a new job for
+    `docs` (True) or none (False, or no store)."""
+    from incriminate.report.html_store import Transcripts
+
+    if isinstance(transcripts, Transcripts):
+        return transcripts
+    return Transcripts(docs, store) if transcripts and store.is_dir() and docs else None
+
+
+def start_transcripts(cfg: Any, raw: dict[str, Any], store: Path) -> Any:
+    """Start generating the transcripts of an experiment from the pipeline's raw records (its
+    teachers' and students' store ids), so they are ready when its report is written."""
+    return _job([{"config": cfg.model_dump(mode="json")} | raw], store, True)
+
+
+def results_page(results: dict[str, Any], store: Path, transcripts: Any = True) -> str:
+    """The page of one results document (schema `incriminate.results/1`); `transcripts`: True,
+    False or a job from `start_transcripts`."""
     from incriminate.report.html_demo import demo_sections, verdict_block
     from incriminate.report.html_store import collect
 
     cfg = results["config"]
-    nav, body = demo_sections(results, collect(results, store, transcripts), versions())
+    job = _job([results], store, transcripts)
+    try:
+        nav, body = demo_sections(results, collect(results, store, job), versions())
+    finally:
+        if job is not None:
+            job.close()
     build = cfg.get("build", {})
     lede = tag(
         "p",
@@ -177,20 +200,23 @@ def _sweep_page(sweep: dict[str, Any], points: dict[str, Any], store: Path, tr: 
     from incriminate.report.html_demo import demo_sections, verdict_block
     from incriminate.report.html_store import collect
 
-    cache: dict[str, Any] = {}
     env = versions()
+    job = _job(list(points.values()), store, tr)  # one job: the points share their teachers
     blocks, nav = [], [("summary", "Points")]
-    for p in sweep["points"]:
-        pid = str(p["id"])
-        if pid not in points:
-            continue
-        results = points[pid]
-        over = ", ".join(f"{k}={_value(v)}" for k, v in (p.get("overrides") or {}).items())
-        _, body = demo_sections(results, collect(results, store, tr, cache), env, f"{pid}-", 3)
-        blocks.append(
-            section(pid, join([f"Point {pid}: ", over or "defaults"]), verdict_block(results), body)
-        )
-        nav.append((pid, pid))
+    try:
+        for p in sweep["points"]:
+            pid = str(p["id"])
+            if pid not in points:
+                continue
+            results = points[pid]
+            over = ", ".join(f"{k}={_value(v)}" for k, v in (p.get("overrides") or {}).items())
+            _, body = demo_sections(results, collect(results, store, job), env, f"{pid}-", 3)
+            heading = join([f"Point {pid}: ", over or "defaults"])
+            blocks.append(section(pid, heading, verdict_block(results), body))
+            nav.append((pid, pid))
+    finally:
+        if job is not None:
+            job.close()
     title = f"Sweep {sweep['name']}"
     lede = tag(
         "p",
@@ -239,6 +265,9 @@ def write_report(directory: Path, out: Path | None, store: Path, transcripts: bo
     return _write(directory / "report.html" if out is None else out, text)
 
 
-def write_results_report(results: dict[str, Any], path: Path, store: Path) -> Path:
-    """The report of a results document just assembled (by `incriminate demo` or `distill`)."""
-    return _write(path, results_page(results, store))
+def write_results_report(
+    results: dict[str, Any], path: Path, store: Path, transcripts: Any = True
+) -> Path:
+    """The report of a results document just assembled (by `incriminate demo` or `distill`);
+    `transcripts` as in `results_page`."""
+    return _write(path, results_page(results, store, transcripts))

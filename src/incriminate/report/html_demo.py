@@ -256,24 +256,26 @@ def _curves(results: dict[str, Any], ev: Evidence) -> Html:
     return join([note, tag("div", *figures, cls="panels small"), caption])
 
 
-def _transcripts(ev: Evidence) -> Html:
-    if not ev.transcripts:
-        return join(tag("p", n, cls="note") for n in ev.notes) or tag(
-            "p", "No transcripts.", cls="note"
-        )
+def _transcripts(results: dict[str, Any], ev: Evidence) -> Html:
+    if ev.transcripts is None:
+        notes = ev.notes or ["Transcripts were not generated (--no-transcripts)."]
+        return join(tag("p", n, cls="note") for n in notes)
+    prompts, rows = ev.transcripts.rows(results)
+    if not rows:
+        return tag("p", ev.transcripts.error or "No transcripts.", cls="note")
     blocks = []
-    for j, (label, prompt) in enumerate(ev.prompts):
-        rows = []
-        for row in ev.transcripts:
+    for j, (label, prompt) in enumerate(prompts):
+        cells = []
+        for row in rows:
             u = tag("span", row.suspect[j], cls="reply") if row.suspect else row.note
             c = tag("span", row.control[j], cls="reply") if row.control else row.note
-            rows.append([row.label, u, c])
+            cells.append([row.label, u, c])
         blocks.append(
             tag(
                 "div",
                 tag("h3", label),
                 tag("p", "prompt: ", tag("code", prompt)),
-                table(["models", "U side", "C side"], rows, sortable=False),
+                table(["models", "U side", "C side"], cells, sortable=False),
             )
         )
     intro = tag(
@@ -346,7 +348,7 @@ def demo_sections(
             ),
         ),
         ("curves", "Training curves", lambda: _curves(results, ev)),
-        ("transcripts", "Transcripts", lambda: _transcripts(ev)),
+        ("transcripts", "Transcripts", lambda: _transcripts(results, ev)),
         ("provenance", "Provenance", lambda: _provenance(results, ev, versions)),
     ]
     nav = [(f"{prefix}{anchor}", title) for anchor, title, _ in parts]
