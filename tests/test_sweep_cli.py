@@ -94,6 +94,8 @@ def test_the_sweep_writes_every_point(reference) -> None:
         assert results["config"]["teacher"] == p["overrides"]["teacher"]
         assert results["verdict"]["decision"] == p["verdict"]["decision"]
     assert all(n == 1 for n in _built(root, "ref").values())
+    html = (root / "ref" / "report.html").read_text()
+    assert all(f"{p['id']}" in html for p in doc["points"]) and "schemer-exfiltrate" in html
 
 
 def _children(pid: int) -> list[tuple[int, str]]:

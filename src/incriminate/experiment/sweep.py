@@ -19,6 +19,7 @@ a run that several points share is computed once. Outputs in the sweep's directo
     sweep.json                 schema below; no timings, so a resumed sweep writes the same bytes
     points/<config_hash>/      config.yaml, results.json, report.md of each finished point
     logs/<kind>-<node>.log     one log per stage run by this invocation
+    report.html                the HTML report of every point (`incriminate report`)
 
 `sweep.json` (`"schema": "incriminate.sweep/1"`): name, grid, stages (count per stage kind),
 points[] (id, overrides, config_hash, results (path relative to the directory), status

@@ -101,7 +101,9 @@ def _summary(doc: dict[str, Any], out_dir: Path) -> None:
         out.print(
             f"[red]failed[/red] {f['stage']}: {f['error']} (log: {f['log']})", highlight=False
         )
-    out.print(f"sweep in {out_dir / 'sweep.json'}", highlight=False)
+    out.print(
+        f"sweep in {out_dir / 'sweep.json'}, report in {out_dir / 'report.html'}", highlight=False
+    )
 
 
 def sweep(
@@ -174,6 +176,10 @@ def sweep(
             if temp:
                 shutil.rmtree(temp, ignore_errors=True)
         doc = finish(points, exps, plan, outcome, store, name, spec.grid, target, logs)
+        from incriminate.report.html import write_report
+
+        with err.status("writing report.html"):
+            write_report(target, None, store.root)
         if as_json:
             out.print_json(json.dumps(doc))
         else:
