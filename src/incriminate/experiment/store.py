@@ -7,7 +7,7 @@ directory is renamed into place in one step: a directory at the final name is al
 and a stage killed mid-write leaves only a `.tmp-` directory that is never taken as finished
 (and is swept away by the next build of the same stage).
 
-Builds of one stage are serialised by an exclusive `flock` on `ROOT/<kind>/.lock-<key>`: two
+Builds of one stage are serialised by an exclusive `flock` on `ROOT/.locks/<kind>/<key>`: two
 processes (two workers, two sweeps, two Ray nodes on shared storage) that need the same
 unfinished stage compute it once; the second waits and then reuses it. The kernel releases the
 lock when its holder dies (`kill -9` included), so a killed build never blocks the next one.
@@ -117,7 +117,7 @@ class Store:
     @contextlib.contextmanager
     def lock(self, kind: str, key: str) -> Iterator[None]:
         """Hold the build lock of one stage (blocks while another process holds it)."""
-        path = self.root / kind / f".lock-{key}"
+        path = self.root / ".locks" / kind / key
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -137,6 +137,7 @@ class Store:
         stage's lock, so any `.tmp-` directory of this key is a leftover of a killed build)."""
         key = content_key(kind, inputs)
         final = self.path(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".tmp-{key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
