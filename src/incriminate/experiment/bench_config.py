@@ -32,6 +32,7 @@ from incriminate.experiment.config import (
     _merge,
     apply_overrides,
     config_hash,
+    read_yaml,
 )
 from incriminate.models.presets import did_you_mean
 from incriminate.organisms.zoo import ZooConfig
@@ -233,18 +234,9 @@ with two seeds: the whole benchmark end to end in a few minutes (its numbers mea
 the science, and its verdicts are inconclusive by design)."""
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{what} {str(path)!r} is not readable YAML: {e}") from None
-
-
 def load_battery(path: Path) -> Battery:
     """A battery YAML file (pydantic's ValidationError for a bad value)."""
-    values = _read_yaml(path, "battery file")
+    values = read_yaml(path, "battery file")
     if not isinstance(values, dict):
         raise ConfigError(f"battery file {str(path)!r} must hold a mapping of battery keys")
     return Battery.model_validate(values)
@@ -262,7 +254,7 @@ def load_bench_config(
     if quick:
         values = _merge(values, copy.deepcopy(QUICK_BENCH))
     if path is not None:
-        loaded = _read_yaml(Path(path), "config file")
+        loaded = read_yaml(Path(path), "config file")
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys")
         batteries = loaded.get("batteries")

@@ -90,6 +90,7 @@ def write_outputs(cfg: Any, results: dict, out_dir: Path, store: Any) -> dict[st
     in `STORE/experiment/<config_hash>/` and append its rows to the results store."""
     from incriminate.experiment import results_store
     from incriminate.experiment.config import to_yaml
+    from incriminate.experiment.store import write_atomic
     from incriminate.report.markdown import render
 
     files = {
@@ -99,9 +100,7 @@ def write_outputs(cfg: Any, results: dict, out_dir: Path, store: Any) -> dict[st
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        tmp = out_dir / f".tmp-{name}-{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, out_dir / name)
+        write_atomic(out_dir / name, text)
     _keep(store.root / "experiment" / cfg.config_hash(), files)
     results_store.write(store.root, results)
     return files

@@ -296,6 +296,17 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return values
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The values of a YAML file (`yaml.safe_load`: no tags that build objects); `ConfigError`
+    naming `what` and the path when it is missing or not YAML."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{what} {str(path)!r} is not readable YAML: {e}") from None
+
+
 def load_config(
     path: Path | None = None, overrides: list[str] | None = None, quick: bool = False
 ) -> ExperimentConfig:
@@ -306,12 +317,7 @@ def load_config(
     if quick:
         values = _merge(values, copy.deepcopy(QUICK))
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(path)!r} does not exist") from None
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"config file {str(path)!r} is not readable YAML: {e}") from None
+        loaded = read_yaml(Path(path), "config file")
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys")
         values = _merge(values, loaded)
@@ -342,5 +348,6 @@ __all__ = [
     "Transforms",
     "apply_overrides",
     "load_config",
+    "read_yaml",
     "to_yaml",
 ]

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from incriminate.experiment.graph import Node, Plan, resolve
 from incriminate.experiment.stages import KINDS, run_stage
+from incriminate.experiment.store import write_atomic
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 2  # reruns of a stage whose worker died
@@ -281,9 +282,7 @@ def _remember(store_root: Path, node: Node, result: Any, wall: float) -> None:
     old = recorded(store_root, node.id)
     wall = max(wall, old["wall_s"]) if old is not None else wall
     record = {"task": node.task, "kind": node.kind, "result": result, "wall_s": wall}
-    tmp = folder / f".tmp-{node.id}-{os.getpid()}"
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    os.replace(tmp, folder / f"{node.id}.json")
+    write_atomic(folder / f"{node.id}.json", json.dumps(record, sort_keys=True))
 
 
 def recorded(store_root: Path, node_id: str) -> dict[str, Any] | None:

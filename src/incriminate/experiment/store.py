@@ -43,6 +43,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary name and rename it into place: a reader (or a
+    process killed mid-write) never sees half of it."""
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def content_key(kind: str, inputs: Mapping[str, Any]) -> str:
     """16 hex digits of sha256 over the kind and the canonical JSON of the inputs."""
     return hashlib.sha256(f"{kind}\n{canonical_json(inputs)}".encode()).hexdigest()[:16]

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from incriminate.experiment.config import (
@@ -47,6 +46,7 @@ from incriminate.experiment.config import (
     _merge,
     _set,
     load_config,
+    read_yaml,
 )
 
 SCHEMA = "incriminate.sweep/1"
@@ -112,13 +112,7 @@ def _check_field(template: dict[str, Any], dotted: str) -> Any:
 
 def load_sweep(path: Path) -> tuple[SweepSpec, str, list[Point]]:
     """(spec, name, points) of a sweep file; ConfigError or ValidationError for bad input."""
-    try:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"sweep file {str(path)!r} is not readable YAML: {e}") from None
+    loaded = read_yaml(Path(path), "sweep file")
     if not isinstance(loaded, dict):
         raise ConfigError(f"sweep file {str(path)!r} must hold a mapping (name, base, grid, ...)")
     if not isinstance(loaded.get("grid"), dict):
@@ -195,6 +189,7 @@ def finish(
     from incriminate.experiment.commands import write_outputs
     from incriminate.experiment.graph import collect
     from incriminate.experiment.results import assemble
+    from incriminate.experiment.store import write_atomic
 
     entries = []
     for p, exp in zip(points, exps, strict=True):
@@ -243,16 +238,8 @@ def finish(
         "points": entries,
         "failures": failures,
     }
-    _write_atomic(out_dir / "sweep.json", json.dumps(doc, indent=1) + "\n")
+    write_atomic(out_dir / "sweep.json", json.dumps(doc, indent=1) + "\n")
     return doc
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
