@@ -100,9 +100,10 @@ class PoolExecutor:
 
     def outcome(self, handle: Future) -> tuple[str, Any]:
         e = handle.exception()
-        if e is None:
-            return "ok", handle.result()
-        return ("lost" if isinstance(e, BrokenProcessPool) else "failed"), str(e)
+        if isinstance(e, BrokenProcessPool):
+            return "lost", str(e)  # `recover` forgets the handle
+        self._gen.pop(handle, None)
+        return ("ok", handle.result()) if e is None else ("failed", str(e))
 
     def recover(self, handle: Future) -> None:
         """A worker died: start a new pool (once per broken pool)."""
