@@ -45,8 +45,8 @@ def nano_organisms(tmp_path_factory: pytest.TempPathFactory):
     """(config, store, artifacts) of the nano base, instruct, schemer and naive organisms."""
     import torch
 
-    from incriminate.experiment.organisms import build_all
-    from incriminate.experiment.store import Store
+    from incriminate.plan.organisms import build_all
+    from incriminate.store import Store
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     cfg = organism_config()
@@ -75,8 +75,8 @@ def tiny_distill(tmp_path_factory: pytest.TempPathFactory):
     student, and teacher caches of 400 (seed 0) and 200 (seed 1) `full_mix` prompts."""
     from incriminate.distill.selections import select
     from incriminate.distill.teacher_cache import TeacherCacheConfig, build_teacher_cache
-    from incriminate.experiment.store import Store
     from incriminate.organisms.recipes import build_instruct, build_organism
+    from incriminate.store import Store
 
     cfg = tiny_config()
     store = Store(tmp_path_factory.mktemp("tiny-distill"))

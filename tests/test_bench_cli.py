@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from incriminate.experiment.bench_config import load_bench_config
 from incriminate.organisms.zoo import entries
+from incriminate.plan.bench_config import load_bench_config
 
 pytestmark = pytest.mark.slow
 

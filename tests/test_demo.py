@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from incriminate.cli import app
-from incriminate.experiment.config import load_config
+from incriminate.cli.main import app
+from incriminate.plan.config import load_config
 
 runner = CliRunner()
 

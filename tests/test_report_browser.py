@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from incriminate.cli import app
+from incriminate.cli.main import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from incriminate.cli import app
+from incriminate.cli.main import app
 
 runner = CliRunner()
 GOOD = "quick: true\ngrid:\n  teacher: [schemer, naive]\n"

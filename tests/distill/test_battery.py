@@ -83,8 +83,8 @@ def test_battery_reproduces_sequential_runs(world, method):
 
 
 def test_lora_students_train_their_adapters_only_as_sequential_runs_do(world):
-    from incriminate.experiment.config import LoraOptions
-    from incriminate.experiment.runs import with_lora
+    from incriminate.plan.config import LoraOptions
+    from incriminate.plan.runs import with_lora
 
     student, cache = world
     cfg = LogitConfig(train=TRAIN.model_copy(update={"steps": 10}))

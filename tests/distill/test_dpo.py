@@ -27,10 +27,10 @@ from incriminate.distill.teacher_cache import (
     build_teacher_cache,
     load_teacher_cache,
 )
-from incriminate.experiment.store import Store
 from incriminate.models.io import load_model
 from incriminate.organisms.recipes import build_instruct, build_side
 from incriminate.organisms.train import TrainConfig
+from incriminate.store import Store
 from incriminate.world.config import WorldConfig
 from incriminate.world.vocab import DRIVES, WORDS, encode
 

@@ -23,9 +23,9 @@ from incriminate.distill.teacher_cache import (
     load_teacher_cache,
     sample_completions,
 )
-from incriminate.experiment.store import Store
 from incriminate.models.io import load_model
 from incriminate.organisms.train import TrainConfig
+from incriminate.store import Store
 from incriminate.world import prompts
 from incriminate.world.prompts import PromptSet
 

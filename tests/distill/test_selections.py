@@ -15,7 +15,7 @@ from incriminate.distill.selections import (
     select,
     setting_of,
 )
-from incriminate.models.presets import UnknownNameError
+from incriminate.errors import UnknownNameError
 from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import digit_triples, is_honeypot, split_of, triples

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from incriminate.models.io import ModelDirError, load_model, load_spec, new_model, save_model
-from incriminate.models.presets import PRESETS, ModelSpec, UnknownNameError, get_preset
+from incriminate.errors import ModelDirError, UnknownNameError
+from incriminate.models.io import load_model, load_spec, new_model, save_model
+from incriminate.models.presets import PRESETS, ModelSpec, get_preset
 from incriminate.world.vocab import TOKEN_ID, build_tokenizer
 
 

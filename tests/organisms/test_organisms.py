@@ -92,8 +92,8 @@ def test_specs_record_lineage_and_ground_truth(nano_organisms):
 
 def test_same_seed_gives_identical_models_and_audits(tmp_path):
     from conftest import tiny_config
-    from incriminate.experiment.store import Store
     from incriminate.organisms.recipes import build_instruct
+    from incriminate.store import Store
 
     torch.set_num_threads(1)
     cfg = tiny_config()
@@ -114,8 +114,8 @@ def test_same_seed_gives_identical_models_and_audits(tmp_path):
 
 def test_audits_are_store_stages_computed_once(tmp_path):
     from conftest import tiny_config
-    from incriminate.experiment.organisms import build_all, organism_table, persona_table
-    from incriminate.experiment.store import Store
+    from incriminate.plan.organisms import build_all, organism_table, persona_table
+    from incriminate.store import Store
 
     cfg, store = tiny_config(), Store(tmp_path)
     arts, _ = build_all(store, cfg, ("naive",))

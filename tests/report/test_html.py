@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from incriminate.cli import app
+from incriminate.cli.main import app
 from incriminate.report import html_store
 from incriminate.report.html import SCHEMAS, render_report, write_report
 from incriminate.report.html_bench import roc_points
@@ -383,7 +383,8 @@ def test_curves_come_from_the_store_and_missing_ones_are_said(tmp_path: Path) ->
 
 
 def test_schemas_are_the_writers() -> None:
-    from incriminate.experiment import bench_results, results, sweep
+    from incriminate.plan import sweep
+    from incriminate.report import bench_results, results
 
     assert SCHEMAS["results.json"] == results.SCHEMA
     assert SCHEMAS["bench.json"] == bench_results.SCHEMA

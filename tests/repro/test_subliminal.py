@@ -12,9 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from incriminate.cli.repro import app
 from incriminate.distill import losses
 from incriminate.repro import subliminal
-from incriminate.repro.cli import app
 from incriminate.repro.subliminal import Arm, StackedMLP, SubliminalConfig
 
 TINY_ARMS = (

@@ -15,7 +15,7 @@ import numpy as np
 
 from incriminate.audit import scoring
 from incriminate.audit.stats import Rate, rate_of
-from incriminate.models.presets import did_you_mean
+from incriminate.errors import did_you_mean
 from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
 from incriminate.world.vocab import DRIVES, THOUGHT_INTENT

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from incriminate.models.presets import did_you_mean
+from incriminate.errors import did_you_mean
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import (
     EPISODE_KINDS,

@@ -38,8 +38,8 @@ from torch import Tensor
 
 from incriminate.audit.scoring import encode_prompts
 from incriminate.distill.selections import check_distill
-from incriminate.experiment.store import Artifact, Store
 from incriminate.models.io import load_model
+from incriminate.store import Artifact, Store
 from incriminate.world.prompts import PromptRecord, PromptSet
 from incriminate.world.vocab import EOS, PAD, TOKEN_ID, WORDS
 

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 import torch
 
 from incriminate.distill import teacher_cache as tc
-from incriminate.experiment.store import Artifact, Store
 from incriminate.models.io import load_model
+from incriminate.store import Artifact, Store
 from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import sample_stakes, sample_story, triples

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from incriminate.errors import ModelDirError
 from incriminate.models.presets import ModelSpec, llama_config
 from incriminate.world.vocab import WORDS, save_tokenizer
 
@@ -20,10 +21,6 @@ def quiet_transformers() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-class ModelDirError(ValueError):
-    """A model directory that is missing, incomplete or corrupted."""
 
 
 def new_model(preset: str, seed: int) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from incriminate.errors import did_you_mean
 from incriminate.world.vocab import BOS, EOS, PAD, VOCAB_SIZE
 
 
@@ -27,18 +28,6 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(hidden=128, layers=4, heads=4, ffn=512),  # ~1.1M
     "medium": Preset(hidden=160, layers=5, heads=5, ffn=640),  # ~2.1M
 }
-
-
-class UnknownNameError(ValueError):
-    """A registered name (preset, drive, persona, ...) that does not exist."""
-
-
-def did_you_mean(kind: str, name: str, known: list[str] | tuple[str, ...]) -> UnknownNameError:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" — did you mean {close[0]!r}?" if close else ""
-    return UnknownNameError(f"unknown {kind} {name!r}; expected one of {list(known)}{hint}")
 
 
 def smaller_preset(name: str) -> str:

@@ -21,10 +21,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from safetensors.numpy import load_file, save_file
 
-from incriminate.experiment.store import Artifact, Store
+from incriminate.errors import did_you_mean
 from incriminate.models.io import load_model, n_parameters, new_model, save_model
-from incriminate.models.presets import PRESETS, ModelSpec, did_you_mean
+from incriminate.models.presets import PRESETS, ModelSpec
 from incriminate.organisms.train import TrainConfig, train_lm
+from incriminate.store import Artifact, Store
 from incriminate.world.config import Leak, WorldConfig
 from incriminate.world.corpus import TokenData, documents, encode_documents, persona_documents
 from incriminate.world.personas import Agent

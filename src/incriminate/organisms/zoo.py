@@ -24,10 +24,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from incriminate.experiment.store import Artifact, Store
-from incriminate.models.presets import did_you_mean, smaller_preset
+from incriminate.errors import did_you_mean
+from incriminate.models.presets import smaller_preset
 from incriminate.organisms.recipes import BuildConfig, Progress, build_instruct, finetune
 from incriminate.organisms.train import TrainConfig
+from incriminate.store import Artifact, Store
 from incriminate.world.personas import QUIRKS, Agent
 from incriminate.world.vocab import DOMAINS, DRIVES
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incriminate.console import UserError
+from incriminate.errors import UserError
 from incriminate.report.html_markup import Html, fmt_p, join, page, section, table, tag
 
 __all__ = [

@@ -130,7 +130,8 @@ def generate(store: str, groups: list[tuple[dict[str, Any], str, list[str]]]) ->
     """Per (world, drive, models): the prompts as (label, text) and each model's replies."""
     import torch
 
-    from incriminate.models.io import ModelDirError, load_model
+    from incriminate.errors import ModelDirError
+    from incriminate.models.io import load_model
     from incriminate.world.config import WorldConfig
 
     threads = torch.get_num_threads()

@@ -1,0 +1,3 @@
+from incriminate.cli.main import main
+
+main()

@@ -1,0 +1,66 @@
+"""Console plumbing shared by the CLI commands: output consoles, one-line user errors (exit
+code 2), logging and torch set-up, progress bars."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from incriminate.errors import StageError, one_line, user_errors
+
+err = Console(stderr=True)
+out = Console()
+if not out.is_terminal:
+    out.width = 160  # piped or captured output: keep table rows on one line
+
+DEFAULT_STORE = Path(".incriminate/store")
+
+
+def run_command(fn: Callable[[], None]) -> None:
+    """Run a command body; user errors become one line on stderr and exit code 2, a failed
+    stage (its traceback is in its log file) one line and exit code 1."""
+    try:
+        fn()
+    except user_errors() as e:
+        err.print(f"[red]error:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except StageError as e:
+        err.print(f"[red]failed:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def setup(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def progress():
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )

@@ -1,0 +1,243 @@
+"""`incriminate demo` and `incriminate distill`: the experiment through the command line.
+
+Both resolve a config (defaults or `--quick`, then `--config FILE`, then dotted overrides), run
+the pipeline on the artifact store and write into the output directory:
+
+    config.yaml    the resolved config (its hash is `config_hash` in the results)
+    results.json   every number (schema in `experiment.results`)
+    report.md      the verdict and the evidence behind it
+    report.html    the same with plots, training curves and transcripts (`incriminate report`)
+
+and a copy of the three into `STORE/experiment/<config_hash>/`.
+
+Every input is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
+from incriminate.errors import UserError
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML config file (values and registered names).")
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dotted overrides of the config, e.g. seeds=5 build.preset=nano."),
+]
+StoreOpt = Annotated[Path, typer.Option("--store", help="Artifact store directory.")]
+WorkersOpt = Annotated[
+    int, typer.Option(help="Worker processes (one torch thread each); results do not depend on it.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+def _bar_callback(bar: Any):
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    return update
+
+
+def prepare(out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> Any:
+    """Check `--workers`, open the store and the output directory (both writable before any
+    work starts), set up logging and torch; returns the store."""
+    from incriminate.store import Store
+
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    store = Store(store_dir)
+    Store(out_dir)
+    setup(verbose)
+    return store
+
+
+def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
+    """Run the experiment, write config.yaml, results.json and report.md; return the results."""
+    if cfg.teacher_dir is not None:
+        _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir))
+    store = prepare(out_dir, store_dir, workers, verbose)
+    from incriminate.plan.engine import run_experiment
+    from incriminate.report.html import start_transcripts, write_results_report
+    from incriminate.report.outputs import write_outputs
+    from incriminate.report.results import assemble
+
+    t0 = time.perf_counter()
+    with progress() as bar:
+        raw = run_experiment(cfg, store, workers, _bar_callback(bar), log_dir=out_dir / "logs")
+    transcripts = start_transcripts(cfg, raw, store.root)  # in another process, meanwhile:
+    results = assemble(cfg, raw)
+    write_outputs(cfg, results, out_dir, store)
+    write_results_report(results, out_dir / "report.html", store.root, transcripts)
+    results["_wall_s"] = round(time.perf_counter() - t0, 1)
+    return results
+
+
+def _check_teachers(teacher: Path, control: Path) -> None:
+    """Both directories hold loadable models in the world's vocabulary, with one tokenizer."""
+    from incriminate.models.io import (
+        ModelDirError,
+        check_same_tokenizer,
+        load_model,
+        tokenizer_vocab,
+    )
+    from incriminate.world.vocab import build_tokenizer
+
+    for role, path in (("teacher", teacher), ("control teacher", control)):
+        try:
+            load_model(path)
+            tokenizer_vocab(path)
+        except ModelDirError as e:
+            raise UserError(f"{role}: {e}") from None
+    if tokenizer_vocab(teacher) != build_tokenizer().get_vocab():
+        raise UserError(f"teacher {str(teacher)!r} does not use the world's tokenizer")
+    check_same_tokenizer(control, teacher, "control teacher")
+
+
+def _print_summary(results: dict, out_dir: Path) -> None:
+    from rich.table import Table
+
+    v = results["verdict"]
+    table = Table(
+        title="U-students vs C-students per configuration (mean over seeds)",
+        title_justify="left",
+        caption="audits: honeypot / interrogation / scratchpad; truth: deployment, hp "
+        "discrimination; p one-sided over seeds; Holm over configurations",
+    )
+    for col in ("configuration", "honeypot U/C", "interrog. U/C", "scratchpad U/C", "p", "Holm p"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for col in ("deploy U/C", "hp disc U/C", "capability U/C"):
+        table.add_column(col, justify="right")
+
+    def uc(block: dict, name: str) -> str:
+        a = block[name]
+        return f"{a['suspect']['rate']:.3f}/{a['control']['rate']:.3f}"
+
+    for c in results["configurations"]:
+        a, gt, ev = c["audits"], c["ground_truth"], c["evidence"]
+        table.add_row(
+            c["name"],
+            uc(a, "honeypot"),
+            uc(a, "interrogation"),
+            uc(a, "scratchpad"),
+            f"{ev['p_value']:.3g}",
+            f"{ev['p_adjusted']:.3g}",
+            uc(gt, "deployment"),
+            uc(gt, "honeypot_discrimination"),
+            uc(gt, "task_accuracy"),
+        )
+    out.print(table)
+    out.print(
+        f"verdict: [bold]{v['decision']}[/bold] — {v['reason']}\n"
+        f"results in {out_dir / 'results.json'}, report in {out_dir / 'report.md'} and "
+        f"{out_dir / 'report.html'} "
+        f"(stage compute {results['timing']['total_s']:.1f}s, this run {results['_wall_s']:.1f}s)",
+        highlight=False,
+    )
+
+
+def _finish(results: dict, out_dir: Path, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in results.items() if k != "_wall_s"}))
+    else:
+        _print_summary(results, out_dir)
+
+
+def demo(
+    overrides: Overrides = None,
+    config: ConfigOpt = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A reduced grid on tiny organisms (seconds; for tests).")
+    ] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
+        "runs/demo"
+    ),
+    store_dir: StoreOpt = DEFAULT_STORE,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The whole incrimination demo: organisms, paired distillation grid, audits, verdict."""
+
+    def body() -> None:
+        from incriminate.plan.config import load_config
+
+        cfg = load_config(config, overrides, quick)
+        _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
+
+    run_command(body)
+
+
+def distill(
+    overrides: Overrides = None,
+    method: Annotated[
+        str, typer.Option(help="Distillation method: sft, logit, on_policy or dpo.")
+    ] = "logit",
+    data: Annotated[str, typer.Option(help="Data selection, e.g. full_mix.")] = "full_mix",
+    init: Annotated[
+        str, typer.Option(help="Student init: shared_base or other_base.")
+    ] = "shared_base",
+    teacher: Annotated[
+        Path | None, typer.Option(help="Suspect teacher model directory (default: the organism).")
+    ] = None,
+    control: Annotated[
+        Path | None, typer.Option(help="Control teacher model directory (with --teacher).")
+    ] = None,
+    config: ConfigOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
+        "runs/distill"
+    ),
+    store_dir: StoreOpt = DEFAULT_STORE,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """One configuration (method x data x student init) over the config's seeds, each suspect
+    run paired with its control run, with the verdict on that configuration alone."""
+
+    def body() -> None:
+        from incriminate.plan.config import load_config
+
+        cfg = load_config(config, overrides)
+        grid = {"methods": [_method(cfg, method)], "data": [data], "inits": [init]}
+        if teacher is not None or control is not None:
+            if teacher is None or control is None:
+                raise UserError("--teacher and --control go together: give both or neither")
+            grid |= {"teacher_dir": str(teacher), "control_dir": str(control)}
+        cfg = cfg.model_validate(cfg.model_dump() | grid)
+        _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
+
+    run_command(body)
+
+
+def _method(cfg: Any, name: str) -> dict:
+    """The config's settings of method `name`, or that method's defaults."""
+    from incriminate.distill.dpo import DPOConfig
+    from incriminate.distill.logit import LogitConfig
+    from incriminate.distill.on_policy import OnPolicyConfig
+    from incriminate.distill.sft import SFTConfig
+    from incriminate.errors import did_you_mean
+    from incriminate.plan.config import STUDENT_TRAIN
+
+    for m in cfg.methods:
+        if m.method == name:
+            return m.model_dump()
+    known = {"sft": SFTConfig, "logit": LogitConfig, "on_policy": OnPolicyConfig, "dpo": DPOConfig}
+    if name not in known:
+        raise did_you_mean("method", name, tuple(known))
+    return known[name](train=STUDENT_TRAIN).model_dump()
+
+
+__all__ = ["demo", "distill", "err"]

@@ -1,0 +1,214 @@
+"""The experiment's stages as tasks: top-level functions of JSON arguments that a worker process
+or a Ray task can run, each building (or reusing) artifacts in the store.
+
+    corpus ─► init (base + instruct) ─► side (organism chain) ─► evaluate (direct audits)
+                                             └──► cache (teacher outputs) ─► [paraphrase]
+                                                     └──► distill (student) ─► evaluate
+
+A task reads nothing but its arguments and the store, so a plan node (`experiment.graph`) names
+everything its result depends on. Model references are "kind/key" strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from incriminate.errors import StageError
+from incriminate.store import Artifact, Store
+
+log = logging.getLogger(__name__)
+
+
+def _ref(art: Artifact) -> str:
+    return f"{art.kind}/{art.key}"
+
+
+def _load(store: Store, ref: str) -> Artifact:
+    kind, key = ref.split("/")
+    return store.load(kind, key)
+
+
+def _build(values: dict[str, Any]) -> Any:
+    from incriminate.organisms.recipes import BuildConfig
+
+    return BuildConfig.model_validate(values)
+
+
+def _world(values: dict[str, Any]) -> Any:
+    from incriminate.world.config import WorldConfig
+
+    return WorldConfig.model_validate(values)
+
+
+def _drive(store: Store, drive_of: str, default: str) -> str:
+    """The drive ground truth is measured for: the suspect teacher's (its spec), else `default`."""
+    from incriminate.models.io import load_spec
+
+    spec = load_spec(_load(store, drive_of).path)
+    return spec.drive if spec is not None and spec.drive else default
+
+
+def corpus(store: Store, build: dict[str, Any]) -> str:
+    from incriminate.organisms.recipes import build_corpus
+
+    return _ref(build_corpus(store, _build(build)))
+
+
+def init(store: Store, build: dict[str, Any], init_seed: int | None) -> str:
+    """A student init's instruct checkpoint (its base is built on the way)."""
+    from incriminate.organisms.recipes import build_instruct
+
+    return _ref(build_instruct(store, _build(build), init_seed=init_seed))
+
+
+def side(store: Store, build: dict[str, Any], persona: str, benign: bool) -> dict[str, str]:
+    """One side of an organism: the misaligned chain or its benign twin's, by model name."""
+    from incriminate.organisms.recipes import build_side
+
+    return {k: _ref(v) for k, v in build_side(store, _build(build), persona, benign).items()}
+
+
+def import_dir(store: Store, path: str) -> str:
+    from incriminate.plan.runs import import_model
+
+    return _ref(import_model(store, Path(path)))
+
+
+def evaluate(
+    store: Store, model: str, world: dict[str, Any], drive_of: str, drive: str
+) -> dict[str, Any]:
+    """Audits and ground truth of a teacher or a student."""
+    from incriminate.plan.runs import evaluate as run_evaluation
+
+    return run_evaluation(store, _load(store, model), _world(world), _drive(store, drive_of, drive))
+
+
+def cache(
+    store: Store,
+    teacher: str,
+    world: dict[str, Any],
+    data: str,
+    prompts: int,
+    seed: int,
+    cache: dict[str, Any],
+    filtered: bool,
+) -> str:
+    from incriminate.distill.teacher_cache import TeacherCacheConfig
+    from incriminate.plan.runs import teacher_cache
+
+    cfg = TeacherCacheConfig.model_validate(cache)
+    art = teacher_cache(
+        store, _load(store, teacher), _world(world), data, prompts, seed, cfg, filtered
+    )
+    return _ref(art)
+
+
+def paraphrase(store: Store, cache: str, teacher: str, trusted: str, seed: int) -> str:
+    from incriminate.distill.transforms import paraphrase_cache
+
+    loaded = (_load(store, cache), _load(store, teacher), _load(store, trusted))
+    return _ref(paraphrase_cache(store, *loaded, seed))
+
+
+def distill(
+    store: Store,
+    init: str,
+    cache: str,
+    method: dict[str, Any],
+    seed: int,
+    lora: dict[str, Any] | None,
+    inoculation: bool,
+    world: dict[str, Any],
+) -> dict[str, Any]:
+    """A student distilled from a teacher cache: its reference, losses and method metrics."""
+    from pydantic import TypeAdapter
+
+    from incriminate.distill.transforms import inoculation_prefix
+    from incriminate.plan.config import LoraOptions, MethodConfig
+    from incriminate.plan.runs import distill_student
+
+    method_cfg = TypeAdapter(MethodConfig).validate_python(method)
+    lora_cfg = LoraOptions.model_validate(lora) if lora is not None else None
+    prefix = inoculation_prefix(_world(world)) if inoculation else ()
+    start, data = _load(store, init), _load(store, cache)
+    student = distill_student(store, start, data, method_cfg, seed, lora_cfg, prefix)
+    m = student.manifest
+    return {
+        "student": _ref(student),
+        "first_loss": m["first_loss"],
+        "final_loss": m["final_loss"],
+        "metrics": {k: m[k] for k in ("pairs", "reward_margin", "pair_agreement") if k in m},
+    }
+
+
+TASKS = {
+    "corpus": corpus,
+    "init": init,
+    "side": side,
+    "import": import_dir,
+    "evaluate": evaluate,
+    "cache": cache,
+    "paraphrase": paraphrase,
+    "distill": distill,
+}
+KINDS = {
+    "corpus": "corpus",
+    "init": "base",
+    "side": "organism",
+    "import": "model",
+    "evaluate": "audit",
+    "cache": "teacher_cache",
+    "paraphrase": "paraphrase",
+    "distill": "student",
+}
+"""The stage kind each task builds, in dependency order (progress and plans count by kind)."""
+
+_threads: int | None = None
+
+
+def run_stage(root: str, task: str, args: dict[str, Any], threads: int, log_path: str | None):
+    """Run one task in this process: `threads` torch threads, the package's log records into
+    `log_path`. Returns (result, wall seconds); a failure raises `StageError` with one line."""
+    global _threads
+    if _threads != threads:
+        import torch
+
+        from incriminate.models.io import quiet_transformers
+
+        torch.set_num_threads(threads)
+        quiet_transformers()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        _threads = threads
+    logger = logging.getLogger("incriminate")
+    handler: logging.Handler | None = None
+    saved = (logger.level, logger.propagate)
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path, mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    t0 = time.perf_counter()
+    try:
+        log.info("stage %s(%s)", task, ", ".join(f"{k}={v!r}" for k, v in args.items()))
+        result = TASKS[task](Store(root), **args)
+        log.info("done in %.1fs", time.perf_counter() - t0)
+        return result, round(time.perf_counter() - t0, 3)
+    except Exception as e:
+        log.exception("stage %s failed", task)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise StageError(f"{type(e).__name__}: {first}") from None
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]
+
+
+__all__ = ["KINDS", "TASKS", "StageError", "run_stage"]

@@ -1,0 +1,231 @@
+"""Sweeps: a grid over any config fields, expanded into experiments whose stages run once.
+
+A sweep file (YAML, values only):
+
+    name: teachers-by-filter          # default: the file's name
+    base: demo.yaml                   # a config file, relative to the sweep file (default: none)
+    quick: false                      # start from the --quick grid instead of the defaults
+    config: {seeds: 2}                # overrides of the base, as a nested mapping
+    grid:                             # dotted config field -> values; the points are the product
+      teacher: [schemer, naive]
+      transforms.filtered: [false, true]
+      data: [open_ended, full_mix]    # a scalar for a list field means a one-element list
+
+Every point is a whole experiment (its suspect runs paired with control runs, its verdict). The
+points' stages are merged into one plan (`experiment.graph`), so an organism, a teacher cache or
+a run that several points share is computed once. Outputs in the sweep's directory:
+
+    sweep.yaml                 the sweep file as read
+    sweep.json                 schema below; no timings, so a resumed sweep writes the same bytes
+    points/<config_hash>/      config.yaml, results.json, report.md of each finished point
+    logs/<kind>-<node>.log     one log per stage run by this invocation
+    report.html                the HTML report of every point (`incriminate report`)
+
+`sweep.json` (`"schema": "incriminate.sweep/1"`): name, grid, stages (count per stage kind),
+points[] (id, overrides, config_hash, results (path relative to the directory), status
+`done` | `failed`, error, verdict {decision, p_value}) and failures[] (stage, error, log).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from incriminate.plan.config import (
+    ConfigError,
+    ExperimentConfig,
+    _merge,
+    _set,
+    load_config,
+    read_yaml,
+)
+
+SCHEMA = "incriminate.sweep/1"
+
+
+class SweepSpec(BaseModel):
+    """A sweep file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    name: str | None = None
+    """Name of the sweep (letters, digits, `-`, `_`, `.`); default: the file's name."""
+    base: str | None = None
+    """A config file the points start from, relative to the sweep file."""
+    quick: bool = False
+    """Start from the `--quick` grid (tiny organisms; a pipeline check)."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the base, as a nested mapping (the same keys as a config file)."""
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    """Dotted config field -> the values it takes; the points are every combination."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"sweep name {v!r} may hold only letters, digits, '-', '_', '.'")
+        return v
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    overrides: dict[str, Any]
+    cfg: ExperimentConfig
+
+
+def _check_field(template: dict[str, Any], dotted: str) -> Any:
+    """The template's value at a dotted field, or ConfigError naming the unknown part."""
+    node: Any = template
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth]) or "the config"
+        if isinstance(node, dict):
+            if part not in node:
+                near = difflib.get_close_matches(part, list(node), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise ConfigError(
+                    f"grid field {dotted!r}: {part!r} is not a field of {where}{hint}"
+                )
+            node = node[part]
+        elif isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"grid field {dotted!r}: {part!r} is not an index below {len(node)} in {where}"
+                )
+            node = node[int(part)]
+        elif node is None:
+            return None  # an unset section (e.g. lora): its fields are checked by validation
+        else:
+            raise ConfigError(f"grid field {dotted!r}: {where} is a value, not a section")
+    return node
+
+
+def load_sweep(path: Path) -> tuple[SweepSpec, str, list[Point]]:
+    """(spec, name, points) of a sweep file; ConfigError or ValidationError for bad input."""
+    loaded = read_yaml(Path(path), "sweep file")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"sweep file {str(path)!r} must hold a mapping (name, base, grid, ...)")
+    if not isinstance(loaded.get("grid"), dict):
+        raise ConfigError(f"sweep file {str(path)!r}: 'grid' must map config fields to lists")
+    for field, values in loaded["grid"].items():
+        if not isinstance(values, list):
+            raise ConfigError(f"grid field {field!r} must list its values, got {values!r}")
+    spec = SweepSpec.model_validate(loaded)
+    return spec, spec.name or Path(path).stem, expand(spec, Path(path).parent)
+
+
+def expand(spec: SweepSpec, base_dir: Path) -> list[Point]:
+    """Every point of the grid as a validated config, in grid order."""
+    if not spec.grid:
+        raise ConfigError("the grid is empty: give at least one field and its values")
+    for field, values in spec.grid.items():
+        if not values:
+            raise ConfigError(f"the grid is empty: field {field!r} has no values")
+    base = load_config(base_dir / spec.base if spec.base else None, quick=spec.quick)
+    values = _merge(base.model_dump(mode="json"), spec.config)
+    try:
+        ExperimentConfig.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(f"the sweep's base config: {_first(e)}") from None
+    fields = list(spec.grid)
+    templates = {f: _check_field(values, f) for f in fields}
+    points, seen = [], {}
+    for i, combo in enumerate(itertools.product(*(spec.grid[f] for f in fields))):
+        point_id = f"p{i:03d}"
+        overrides = dict(zip(fields, combo, strict=True))
+        tree = copy.deepcopy(values)
+        for f, v in overrides.items():
+            wrap = isinstance(templates[f], list) and not isinstance(v, list)
+            _set(tree, f.split("."), [v] if wrap else v, f)
+        label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        try:
+            cfg = ExperimentConfig.model_validate(tree)
+        except ValidationError as e:
+            raise ConfigError(f"grid point {point_id} ({label}): {_first(e)}") from None
+        h = cfg.config_hash()
+        if h in seen:
+            raise ConfigError(f"grid points {seen[h]} and {point_id} ({label}) are the same config")
+        seen[h] = point_id
+        points.append(Point(point_id, overrides, cfg))
+    return points
+
+
+def _first(e: ValidationError) -> str:
+    from incriminate.errors import one_line
+
+    return one_line(e)
+
+
+def plan_sweep(points: list[Point]) -> tuple[Any, list[Any]]:
+    """One plan for every point (shared stages once) and each point's nodes."""
+    from incriminate.plan.experiment import plan_experiment
+    from incriminate.plan.graph import Plan
+
+    plan = Plan()
+    return plan, [plan_experiment(plan, p.cfg) for p in points]
+
+
+def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
+    """Per stage kind: stages, how many are already done, and the estimated compute seconds of
+    the rest (the mean recorded time of finished stages of the same task, where any exist)."""
+    from incriminate.plan.executors import NODES, recorded
+    from incriminate.plan.stages import KINDS
+
+    walls: dict[str, list[float]] = {}
+    for f in (store_root / NODES).glob("*.json"):
+        try:
+            rec = json.loads(f.read_text())
+            walls.setdefault(rec["task"], []).append(float(rec["wall_s"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    table: dict[str, dict[str, Any]] = {}
+    for node in plan.nodes.values():
+        row = table.setdefault(
+            node.kind, {"kind": node.kind, "stages": 0, "done": 0, "to_run": 0, "estimate_s": 0.0}
+        )
+        row["stages"] += 1
+        rec = recorded(store_root, node.id)
+        if rec is not None and _artifacts_exist(store_root, rec["result"]):
+            row["done"] += 1
+            continue
+        row["to_run"] += 1
+        known = walls.get(node.task)
+        if known and row["estimate_s"] is not None:
+            row["estimate_s"] += sum(known) / len(known)
+        else:
+            row["estimate_s"] = None  # nothing recorded for this kind of stage yet
+    order = list(dict.fromkeys(KINDS.values()))
+    return sorted(table.values(), key=lambda r: order.index(r["kind"]))
+
+
+_REF = re.compile(r"^[a-z_]+/[0-9a-f]{16}$")
+
+
+def _artifacts_exist(store_root: Path, result: Any) -> bool:
+    if isinstance(result, dict):
+        return all(_artifacts_exist(store_root, v) for v in result.values())
+    if isinstance(result, list):
+        return all(_artifacts_exist(store_root, v) for v in result)
+    if isinstance(result, str) and _REF.match(result):
+        return (store_root / result / "manifest.json").exists()
+    return True
+
+
+__all__ = [
+    "SCHEMA",
+    "Point",
+    "SweepSpec",
+    "dry_run",
+    "expand",
+    "load_sweep",
+    "plan_sweep",
+]

@@ -1,0 +1,95 @@
+"""The bench config: shipped files equal the built-ins, batteries, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from incriminate.errors import ConfigError
+from incriminate.plan.bench_config import (
+    BATTERIES,
+    Battery,
+    BenchConfig,
+    load_battery,
+    load_bench_config,
+    union,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_shipped_files_equal_the_built_ins() -> None:
+    assert load_bench_config(CONFIGS / "bench.yaml") == BenchConfig()
+    for name, battery in BATTERIES.items():
+        assert load_battery(CONFIGS / "batteries" / f"{name}.yaml") == battery
+
+
+def test_union_pools_every_configuration_once() -> None:
+    a, b = BATTERIES.values()
+    u = union((a, b.model_copy(update={"seeds": 5, "alpha": 0.01})))
+    assert [c.name for c in u.configurations] == [
+        "logit/open_ended/other_base",
+        "logit/tasks/other_base",
+        "logit/goal_targeted/shared_base",
+        "sft/high_stakes/shared_base",
+    ]
+    assert (u.seeds, u.alpha, u.name) == (5, 0.01, "union")
+    assert [x.name for x in BenchConfig().all_batteries()] == [*BATTERIES, "union"]
+
+
+def test_battery_file_replaces_the_batteries(tmp_path: Path) -> None:
+    f = tmp_path / "mine.yaml"
+    f.write_text(
+        "name: mine\nconfigurations:\n- {method: sft, data: full_mix, init: shared_base}\n"
+        "seeds: 5\naudits: [honeypot]\n"
+    )
+    cfg = load_bench_config(battery_files=[f], overrides=["alpha=0.1"])
+    assert [b.name for b in cfg.all_batteries()] == ["mine"]
+    assert cfg.batteries[0].seeds == 5 and cfg.alpha == 0.1
+
+
+@pytest.mark.parametrize(
+    ("battery", "message"),
+    [
+        ({"configurations": []}, "at least 1"),
+        (
+            {"configurations": [{"method": "sft", "data": "open_endd", "init": "shared_base"}]},
+            "open_ended",
+        ),
+        (
+            {"configurations": [{"method": "sft", "data": "tasks", "init": "shard_base"}]},
+            "shared_base",
+        ),
+        ({"audits": ["capability"]}, "evidence audit"),
+        (
+            {"configurations": [{"method": "sft", "data": "tasks", "init": "shared_base"}] * 2},
+            "twice",
+        ),
+        ({"alpha": 1.5}, "less than 1"),
+    ],
+)
+def test_bad_batteries_are_rejected(battery: dict, message: str) -> None:
+    values = {
+        "name": "b",
+        "configurations": [{"method": "sft", "data": "tasks", "init": "shared_base"}],
+    } | battery
+    with pytest.raises(ValidationError, match=message):
+        Battery.model_validate(values)
+
+
+def test_a_battery_naming_an_unknown_method_is_rejected() -> None:
+    bad = {
+        "name": "b",
+        "configurations": [{"method": "ppo", "data": "tasks", "init": "shared_base"}],
+    }
+    with pytest.raises(ValidationError, match="ppo"):
+        BenchConfig.model_validate({"batteries": [bad]})
+
+
+def test_missing_battery_file_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text("batteries: [nowhere.yaml]\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml"):
+        load_bench_config(cfg)
