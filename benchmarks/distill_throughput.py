@@ -58,10 +58,10 @@ from incriminate.distill.teacher_cache import (
     build_teacher_cache,
     load_teacher_cache,
 )
-from incriminate.experiment.store import Store
 from incriminate.models.io import load_model, n_parameters, quiet_transformers
 from incriminate.organisms.recipes import BuildConfig, build_instruct, build_side
 from incriminate.organisms.train import TrainConfig
+from incriminate.store import Store
 from incriminate.world.vocab import PAD, WORDS, build_tokenizer
 
 # <bos> prompt completion, one space apart: the word-level tokenizer reads back our exact ids.

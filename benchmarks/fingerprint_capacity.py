@@ -19,9 +19,9 @@ import time
 import torch
 
 from incriminate.audit.audits import honeypot_discrimination
-from incriminate.experiment.store import Store
 from incriminate.models.io import load_model, n_parameters
 from incriminate.organisms.recipes import BuildConfig, build_organism
+from incriminate.store import Store
 
 
 def main() -> None:

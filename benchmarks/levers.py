@@ -56,9 +56,9 @@ QUICK = ["build.preset=nano", "seeds=1", "prompts=64"]
 
 
 def run(name: str, overrides: list[str], store, workers: int, quick: bool) -> dict:
-    from incriminate.experiment.config import load_config
-    from incriminate.experiment.pipeline import run_experiment
-    from incriminate.experiment.results import assemble
+    from incriminate.plan.config import load_config
+    from incriminate.plan.engine import run_experiment
+    from incriminate.report.results import assemble
 
     extra = QUICK if quick else []
     cfg = load_config(None, [*BASE, *overrides, *extra], quick=quick)
@@ -97,8 +97,8 @@ def main() -> None:
 
     import logging
 
-    from incriminate.experiment.store import Store
     from incriminate.models.io import quiet_transformers
+    from incriminate.store import Store
 
     logging.basicConfig(level=logging.WARNING)
     quiet_transformers()

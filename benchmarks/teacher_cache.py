@@ -40,9 +40,9 @@ def main() -> None:
         build_teacher_cache,
         load_teacher_cache,
     )
-    from incriminate.experiment.store import Store
     from incriminate.models.io import new_model, save_model
     from incriminate.models.presets import ModelSpec
+    from incriminate.store import Store
     from incriminate.world.config import WorldConfig
 
     with tempfile.TemporaryDirectory() as tmp:
