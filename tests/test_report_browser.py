@@ -181,7 +181,7 @@ def test_sweep_report_in_chromium(browser, quick, tmp_path: Path) -> None:
         {"id": "p002", "overrides": {"alpha": IMG}, "config_hash": "0", "status": "failed",
          "results": "points/0/results.json", "error": SCRIPT, "verdict": None}
     )  # fmt: skip
-    doc = {"schema": "incriminate.sweep/1", "name": "alpha", "grid": {"alpha": [0.05, 0.1, IMG]},
+    doc = {"schema": "incriminate.sweep/2", "name": "alpha", "grid": {"alpha": [0.05, 0.1, IMG]},
            "points": points, "failures": [{"stage": "organism", "error": SCRIPT}]}  # fmt: skip
     (sweep / "sweep.json").write_text(json.dumps(doc))
     result = runner.invoke(app, ["report", str(sweep), "--store", str(store)])

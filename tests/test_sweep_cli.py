@@ -75,16 +75,16 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, di
 def test_the_sweep_writes_every_point(reference) -> None:
     root, _, outputs = reference
     doc = json.loads(outputs["sweep.json"])  # type: ignore[arg-type]
-    assert doc["schema"] == "incriminate.sweep/1" and doc["name"] == "quick"
+    assert doc["schema"] == "incriminate.sweep/2" and doc["name"] == "quick"
     assert [p["overrides"] for p in doc["points"]] == [{"teacher": "schemer"}, {"teacher": "naive"}]
     assert (
         all(p["status"] == "done" and p["verdict"] for p in doc["points"]) and not doc["failures"]
     )
     # The two teachers share the corpus, the base and its instruct checkpoint: built once.
     assert doc["stages"] == {
-        "audit": 8,
-        "base": 1,
         "corpus": 1,
+        "evaluation": 8,
+        "instruct": 1,
         "organism": 4,
         "student": 4,
         "teacher_cache": 4,
@@ -197,7 +197,7 @@ def test_a_failing_stage_fails_its_dependants_and_the_sweep_goes_on(reference) -
     # Everything that does not need a student ran: the teachers' audits and caches.
     done = [json.loads(p.read_text())["kind"] for p in (store / "nodes").glob("*.json")]
     assert Counter(done) == Counter(
-        {"corpus": 1, "base": 1, "organism": 4, "audit": 4, "teacher_cache": 4}
+        {"corpus": 1, "instruct": 1, "organism": 4, "evaluation": 4, "teacher_cache": 4}
     )
 
 

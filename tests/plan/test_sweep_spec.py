@@ -64,8 +64,8 @@ def test_points_share_their_common_stages_in_one_plan(tmp_path: Path):
     assert set(exps[0].all()) <= set(exps[1].all())
     kinds = [n.kind for n in plan.nodes.values()]
     # quick grid, 2 seeds: 2 methods x 2 data x 2 inits x 2 seeds x 2 roles students.
-    assert kinds.count("student") == 32 and kinds.count("audit") == 32 + 2
-    assert kinds.count("teacher_cache") == 2 * 2 * 2 and kinds.count("base") == 2
+    assert kinds.count("student") == 32 and kinds.count("evaluation") == 32 + 2
+    assert kinds.count("teacher_cache") == 2 * 2 * 2 and kinds.count("instruct") == 2
     assert kinds.count("organism") == 2 and kinds.count("corpus") == 1
 
 

@@ -197,7 +197,7 @@ def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -
         (
             {
                 "sweep.json": {
-                    "schema": "incriminate.sweep/1",
+                    "schema": "incriminate.sweep/2",
                     "name": "s",
                     "grid": {},
                     "points": [
@@ -244,7 +244,7 @@ def test_sweep_report_links_each_done_point(tmp_path: Path) -> None:
     ]  # fmt: skip
     failures = [{"stage": "s", "error": SCRIPT}]
     grid = {"seeds": [2, 3, 4]}
-    doc = {"schema": "incriminate.sweep/1", "name": "seeds", "grid": grid, "points": points}
+    doc = {"schema": "incriminate.sweep/2", "name": "seeds", "grid": grid, "points": points}
     _write(sweep, "sweep.json", doc | {"failures": failures})
     result = runner.invoke(app, ["report", str(sweep), "--store", str(tmp_path / "none")])
     assert result.exit_code == 0, result.output

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from incriminate.plan.graph import Node, Plan, resolve
-from incriminate.plan.stages import KINDS, run_stage
+from incriminate.plan.stages import STAGES, run_stage
 from incriminate.store import write_atomic
 
 log = logging.getLogger(__name__)
@@ -223,9 +223,8 @@ def execute(
     total = Counter(n.kind for n in nodes.values())
     done: Counter[str] = Counter()
     tick = progress or (lambda *_: None)
-    for kind in dict.fromkeys(KINDS.values()):
-        if total[kind]:
-            tick(kind, 0, total[kind])
+    for kind in total:
+        tick(kind, 0, total[kind])
     out, in_flight, attempts = Outcome(), {}, Counter()
 
     def log_path(node: Node) -> Path | None:
@@ -237,7 +236,12 @@ def execute(
             args = {k: v for k, v in resolve(node.args, out.results).items() if k != "after"}
             path = log_path(node)
             handle = executor.submit(
-                run_stage, str(store_root), node.task, args, executor.threads, path and str(path)
+                run_stage,
+                str(store_root),
+                STAGES.get(node.task),
+                args,
+                executor.threads,
+                path and str(path),
             )
             in_flight[handle] = node.id
         for handle in executor.wait(list(in_flight)):

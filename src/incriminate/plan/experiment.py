@@ -2,9 +2,8 @@
 teachers' direct evaluations and caches, then every teacher run and its paired control run; and
 `collect`, which turns the nodes' results into the raw records `report.results.assemble` reads.
 
-    corpus ─► init (base + instruct) ─► side (organism chain) ─► evaluate (direct audits)
-                                             └──► cache (teacher outputs) ─► [paraphrase]
-                                                     └──► distill (student) ─► evaluate
+    corpus ─► instruct ─► organism (U's chain | C's chain) ─► evaluation (direct audits)
+                                 └──► teacher_cache ─► [paraphrase] ─► student ─► evaluation
 """
 
 from __future__ import annotations
@@ -51,31 +50,31 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
         b, seed = cfg.init_build(name)
         b_json = b.model_dump(mode="json")
         corpus = plan.add("corpus", build=b_json)
-        inits[name] = plan.add("init", build=b_json, init_seed=seed, after=ref(corpus))
+        inits[name] = plan.add("instruct", build=b_json, init_seed=seed, after=ref(corpus))
     sides: list[Node] = []
     if cfg.teacher_dir is not None and cfg.control_dir is not None:
         dirs = {"suspect": cfg.teacher_dir, "control": cfg.control_dir}
         names = {r: str(Path(d)) for r, d in dirs.items()}
-        imports = {r: plan.add("import", path=str(Path(d).resolve())) for r, d in dirs.items()}
+        imports = {r: plan.add("model", path=str(Path(d).resolve())) for r, d in dirs.items()}
         teachers = {r: ref(node) for r, node in imports.items()}
     else:
         suspect = f"{cfg.teacher}-{cfg.build.drive}"
         names = {"suspect": suspect, "control": f"twin-of-{suspect}"}
         after = ref(inits["shared_base"])
         sides = [
-            plan.add("side", build=build, persona=cfg.teacher, benign=b, after=after)
+            plan.add("organism", build=build, persona=cfg.teacher, benign=b, after=after)
             for b in (False, True)
         ]
         teachers = {"suspect": ref(sides[0], names["suspect"])}
         teachers["control"] = ref(sides[1], names["control"])
     drive = {"world": world, "drive_of": teachers["suspect"], "drive": cfg.build.drive}
-    direct = {role: plan.add("evaluate", model=t, **drive) for role, t in teachers.items()}
+    direct = {role: plan.add("evaluation", model=t, **drive) for role, t in teachers.items()}
     caches = {}
     for role in ("suspect", "control"):
         for d in cfg.data:
             for s in cfg.run_seeds():
                 caches[(role, d, s)] = plan.add(
-                    "cache",
+                    "teacher_cache",
                     teacher=teachers[role],
                     world=world,
                     data=d,
@@ -99,7 +98,7 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
         for s in cfg.run_seeds():
             for role in ("suspect", "control"):
                 student = plan.add(
-                    "distill",
+                    "student",
                     init=ref(inits[i]),
                     cache=ref(caches[(role, d, s)]),
                     method=cfg.method(m).model_dump(mode="json"),
@@ -108,7 +107,7 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
                     inoculation=cfg.transforms.inoculation,
                     world=world,
                 )
-                evaluation = plan.add("evaluate", model=ref(student, "student"), **drive)
+                evaluation = plan.add("evaluation", model=ref(student, "student"), **drive)
                 entry = {"method": m, "data": d, "init": i, "seed": s, "role": role}
                 runs.append((entry, student, evaluation))
     return ExperimentNodes(cfg, names, teachers, sides, inits, direct, caches, runs)

@@ -1,6 +1,6 @@
 """Plans: the stages of one or many experiments as a graph of nodes, each computed once.
 
-A node is a task of `experiment.stages` with JSON arguments; an argument `{"$node": id}` (with
+A node is a registered stage (`plan.stages`) with JSON arguments; an argument `{"$node": id}` (with
 `"$key"` to pick one entry of a dict result) stands for another node's result, which makes that
 node a dependency (the argument `after` only orders: it is not passed to the task). A node's
 id hashes its task and arguments (dependencies by id), so two
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import incriminate
-from incriminate.plan.stages import KINDS
+from incriminate.plan.stages import STAGES
 from incriminate.store import canonical_json
 
 PLAN_VERSION = 1
@@ -35,7 +35,8 @@ class Node:
 
     @property
     def kind(self) -> str:
-        return KINDS[self.task]
+        """The stage's name: the kind of artifact it builds."""
+        return self.task
 
 
 def _refs(value: Any) -> Iterable[str]:
@@ -69,6 +70,7 @@ class Plan:
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def add(self, task: str, **args: Any) -> Node:
+        STAGES.get(task)  # an unknown stage fails here, not in a worker
         deps = tuple(dict.fromkeys(_refs(args)))
         for d in deps:
             if d not in self.nodes:

@@ -1,12 +1,16 @@
-"""The experiment's stages as tasks: top-level functions of JSON arguments that a worker process
-or a Ray task can run, each building (or reusing) artifacts in the store.
+"""Stages: registered top-level functions of JSON arguments that a worker process or a Ray task
+can run, each building (or reusing) artifacts in the store. A stage is named after what it
+builds, and that name is used everywhere: plan nodes, progress bars, stage logs, `--dry-run`.
 
-    corpus ─► init (base + instruct) ─► side (organism chain) ─► evaluate (direct audits)
-                                             └──► cache (teacher outputs) ─► [paraphrase]
-                                                     └──► distill (student) ─► evaluate
+    corpus ─► instruct (base + instruct) ─► organism (misaligned chain | benign twin's)
+                                                └─► evaluation (audits + ground truth)
+                                                └─► teacher_cache ─► [paraphrase] ─► student
+                                                                                   └─► evaluation
 
-A task reads nothing but its arguments and the store, so a plan node (`experiment.graph`) names
-everything its result depends on. Model references are "kind/key" strings.
+A stage reads nothing but its arguments and the store, so a plan node (`plan.graph`) names
+everything its result depends on. Model references are "kind/key" strings. Other modules
+register their own stages with `@stage(name)` (the zoo benchmark's in `plan.bench`); a worker
+receives the function itself, so importing its module registers it there too.
 """
 
 from __future__ import annotations
@@ -14,13 +18,24 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from incriminate.errors import StageError
+from incriminate.registry import Registry
 from incriminate.store import Artifact, Store
 
 log = logging.getLogger(__name__)
+
+
+STAGES: Registry[Callable[..., Any]] = Registry("stage")
+"""Stage name -> function `(store, **json_args) -> JSON result`."""
+
+
+def stage(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a stage function under `name` (the kind of artifact it builds)."""
+    return STAGES.register(name)
 
 
 def _ref(art: Artifact) -> str:
@@ -52,12 +67,14 @@ def _drive(store: Store, drive_of: str, default: str) -> str:
     return spec.drive if spec is not None and spec.drive else default
 
 
+@stage("corpus")
 def corpus(store: Store, build: dict[str, Any]) -> str:
     from incriminate.organisms.recipes import build_corpus
 
     return _ref(build_corpus(store, _build(build)))
 
 
+@stage("instruct")
 def init(store: Store, build: dict[str, Any], init_seed: int | None) -> str:
     """A student init's instruct checkpoint (its base is built on the way)."""
     from incriminate.organisms.recipes import build_instruct
@@ -65,6 +82,7 @@ def init(store: Store, build: dict[str, Any], init_seed: int | None) -> str:
     return _ref(build_instruct(store, _build(build), init_seed=init_seed))
 
 
+@stage("organism")
 def side(store: Store, build: dict[str, Any], persona: str, benign: bool) -> dict[str, str]:
     """One side of an organism: the misaligned chain or its benign twin's, by model name."""
     from incriminate.organisms.recipes import build_side
@@ -72,12 +90,14 @@ def side(store: Store, build: dict[str, Any], persona: str, benign: bool) -> dic
     return {k: _ref(v) for k, v in build_side(store, _build(build), persona, benign).items()}
 
 
+@stage("model")
 def import_dir(store: Store, path: str) -> str:
     from incriminate.plan.runs import import_model
 
     return _ref(import_model(store, Path(path)))
 
 
+@stage("evaluation")
 def evaluate(
     store: Store, model: str, world: dict[str, Any], drive_of: str, drive: str
 ) -> dict[str, Any]:
@@ -87,6 +107,7 @@ def evaluate(
     return run_evaluation(store, _load(store, model), _world(world), _drive(store, drive_of, drive))
 
 
+@stage("teacher_cache")
 def cache(
     store: Store,
     teacher: str,
@@ -107,6 +128,7 @@ def cache(
     return _ref(art)
 
 
+@stage("paraphrase")
 def paraphrase(store: Store, cache: str, teacher: str, trusted: str, seed: int) -> str:
     from incriminate.distill.transforms import paraphrase_cache
 
@@ -114,6 +136,7 @@ def paraphrase(store: Store, cache: str, teacher: str, trusted: str, seed: int) 
     return _ref(paraphrase_cache(store, *loaded, seed))
 
 
+@stage("student")
 def distill(
     store: Store,
     init: str,
@@ -145,34 +168,15 @@ def distill(
     }
 
 
-TASKS = {
-    "corpus": corpus,
-    "init": init,
-    "side": side,
-    "import": import_dir,
-    "evaluate": evaluate,
-    "cache": cache,
-    "paraphrase": paraphrase,
-    "distill": distill,
-}
-KINDS = {
-    "corpus": "corpus",
-    "init": "base",
-    "side": "organism",
-    "import": "model",
-    "evaluate": "audit",
-    "cache": "teacher_cache",
-    "paraphrase": "paraphrase",
-    "distill": "student",
-}
-"""The stage kind each task builds, in dependency order (progress and plans count by kind)."""
-
 _threads: int | None = None
 
 
-def run_stage(root: str, task: str, args: dict[str, Any], threads: int, log_path: str | None):
-    """Run one task in this process: `threads` torch threads, the package's log records into
-    `log_path`. Returns (result, wall seconds); a failure raises `StageError` with one line."""
+def run_stage(
+    root: str, fn: Callable[..., Any], args: dict[str, Any], threads: int, log_path: str | None
+):
+    """Run one stage function in this process: `threads` torch threads, the package's log
+    records into `log_path`. Returns (result, wall seconds); a failure raises `StageError` with
+    one line."""
     global _threads
     if _threads != threads:
         import torch
@@ -195,12 +199,12 @@ def run_stage(root: str, task: str, args: dict[str, Any], threads: int, log_path
         logger.propagate = False
     t0 = time.perf_counter()
     try:
-        log.info("stage %s(%s)", task, ", ".join(f"{k}={v!r}" for k, v in args.items()))
-        result = TASKS[task](Store(root), **args)
+        log.info("stage %s(%s)", fn.__name__, ", ".join(f"{k}={v!r}" for k, v in args.items()))
+        result = fn(Store(root), **args)
         log.info("done in %.1fs", time.perf_counter() - t0)
         return result, round(time.perf_counter() - t0, 3)
     except Exception as e:
-        log.exception("stage %s failed", task)
+        log.exception("stage %s failed", fn.__name__)
         first = str(e).splitlines()[0] if str(e) else ""
         raise StageError(f"{type(e).__name__}: {first}") from None
     finally:
@@ -211,4 +215,4 @@ def run_stage(root: str, task: str, args: dict[str, Any], threads: int, log_path
             logger.propagate = saved[1]
 
 
-__all__ = ["KINDS", "TASKS", "StageError", "run_stage"]
+__all__ = ["STAGES", "StageError", "run_stage", "stage"]

@@ -21,7 +21,7 @@ a run that several points share is computed once. Outputs in the sweep's directo
     logs/<kind>-<node>.log     one log per stage run by this invocation
     report.html                the HTML report of every point (`incriminate report`)
 
-`sweep.json` (`"schema": "incriminate.sweep/1"`): name, grid, stages (count per stage kind),
+`sweep.json` (`"schema": "incriminate.sweep/2"`): name, grid, stages (count per stage kind),
 points[] (id, overrides, config_hash, results (path relative to the directory), status
 `done` | `failed`, error, verdict {decision, p_value}) and failures[] (stage, error, log).
 """
@@ -48,7 +48,8 @@ from incriminate.plan.config import (
     read_yaml,
 )
 
-SCHEMA = "incriminate.sweep/1"
+SCHEMA = "incriminate.sweep/2"
+"""2: stage counts are keyed by stage name (`evaluation` was `audit`, `instruct` was `base`)."""
 
 
 class SweepSpec(BaseModel):
@@ -178,7 +179,6 @@ def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
     """Per stage kind: stages, how many are already done, and the estimated compute seconds of
     the rest (the mean recorded time of finished stages of the same task, where any exist)."""
     from incriminate.plan.executors import NODES, recorded
-    from incriminate.plan.stages import KINDS
 
     walls: dict[str, list[float]] = {}
     for f in (store_root / NODES).glob("*.json"):
@@ -203,8 +203,7 @@ def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
             row["estimate_s"] += sum(known) / len(known)
         else:
             row["estimate_s"] = None  # nothing recorded for this kind of stage yet
-    order = list(dict.fromkeys(KINDS.values()))
-    return sorted(table.values(), key=lambda r: order.index(r["kind"]))
+    return list(table.values())  # in plan order: a stage kind first appears after its inputs
 
 
 _REF = re.compile(r"^[a-z_]+/[0-9a-f]{16}$")

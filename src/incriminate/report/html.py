@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 SCHEMAS = {
-    "sweep.json": "incriminate.sweep/1",
+    "sweep.json": "incriminate.sweep/2",
     "bench.json": "incriminate.bench/1",
     "results.json": "incriminate.results/1",
 }
