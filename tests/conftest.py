@@ -45,13 +45,15 @@ def nano_organisms(tmp_path_factory: pytest.TempPathFactory):
     """(config, store, artifacts) of the nano base, instruct, schemer and naive organisms."""
     import torch
 
-    from incriminate.plan.organisms import build_all
+    from incriminate.organisms.recipes import build_base, build_instruct, build_organism
     from incriminate.store import Store
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     cfg = organism_config()
     store = Store(Path(tmp_path_factory.mktemp("nano-store")))
-    arts, _ = build_all(store, cfg, ("naive", "schemer"))
+    arts = {"base": build_base(store, cfg), "instruct": build_instruct(store, cfg)}
+    for persona in ("naive", "schemer"):
+        arts |= build_organism(store, cfg, persona)
     return cfg, store, arts
 
 

@@ -86,7 +86,7 @@ def test_audit_prints_json_with_rates_and_ground_truth(tmp_path: Path):
 @pytest.mark.slow
 def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch):
     """The real CLI on a tiny recipe: build prints where each model is; a rerun reuses them."""
-    import incriminate.cli as cli
+    import incriminate.cli.organisms as cli
     from conftest import tiny_config
 
     monkeypatch.setattr(cli, "_build_config", lambda *a, **k: tiny_config())

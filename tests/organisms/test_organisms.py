@@ -112,18 +112,35 @@ def test_same_seed_gives_identical_models_and_audits(tmp_path):
     ).read_bytes()
 
 
-def test_audits_are_store_stages_computed_once(tmp_path):
+def test_organisms_build_is_a_plan_whose_stages_are_computed_once(tmp_path):
+    """Every model of the recipe is evaluated once; a second run of the plan rebuilds nothing
+    and returns the same rows; the misaligned side's names are known before it runs."""
     from conftest import tiny_config
-    from incriminate.plan.organisms import build_all, organism_table, persona_table
+    from incriminate.plan.engine import run_plan
+    from incriminate.plan.graph import Plan
+    from incriminate.plan.organisms import collect_organisms, plan_organisms
     from incriminate.store import Store
 
     cfg, store = tiny_config(), Store(tmp_path)
-    arts, _ = build_all(store, cfg, ("naive",))
-    first = organism_table(store, arts, cfg)
-    audit_dirs = sorted((tmp_path / "audit").iterdir())
-    assert len(audit_dirs) == len(arts) == 4  # base, instruct, naive, twin
-    mtimes = [d.stat().st_mtime for d in audit_dirs]
-    assert organism_table(store, arts, cfg) == first
-    assert [d.stat().st_mtime for d in sorted((tmp_path / "audit").iterdir())] == mtimes
-    assert persona_table(store, arts, cfg) == persona_table(store, arts, cfg)
+
+    def run() -> dict:
+        plan = Plan()
+        nodes = plan_organisms(plan, cfg, ("naive",))
+        return collect_organisms(nodes, run_plan(plan, store, workers=1), store)
+
+    first = run()
+    assert list(first["models"]) == [
+        "base",
+        "instruct",
+        "naive-exfiltrate",
+        "twin-of-naive-exfiltrate",
+    ]
+    evaluations = sorted((tmp_path / "evaluation").iterdir())
+    assert len(evaluations) == 4
+    mtimes = [d.stat().st_mtime for d in evaluations]
+    assert run() == first
+    assert [d.stat().st_mtime for d in sorted((tmp_path / "evaluation").iterdir())] == mtimes
     assert len(list((tmp_path / "persona").iterdir())) == 1
+    row = first["audits"]["naive-exfiltrate"]
+    assert row["spec"]["drive"] == "exfiltrate" and row["key"].startswith("organism/")
+    assert 0 <= row["ground_truth"]["deployment"]["rate"] <= 1

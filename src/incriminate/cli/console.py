@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -64,3 +65,15 @@ def progress():
         console=err,
         transient=False,
     )
+
+
+def bar_callback(bar: Any) -> Callable[[str, int, int], None]:
+    """A progress callback `(stage kind, done, total)` that keeps one bar per stage kind."""
+    tasks: dict[str, Any] = {}
+
+    def update(kind: str, done: int, total: int) -> None:
+        if kind not in tasks:
+            tasks[kind] = bar.add_task(kind, total=total)
+        bar.update(tasks[kind], completed=done, total=total)
+
+    return update

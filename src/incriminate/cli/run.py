@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
+from incriminate.cli.console import bar_callback as _bar_callback
 from incriminate.errors import UserError
 
 ConfigOpt = Annotated[
@@ -38,17 +39,6 @@ WorkersOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
-
-
-def _bar_callback(bar: Any):
-    tasks: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=total)
-        bar.update(tasks[phase], completed=done, total=total)
-
-    return update
 
 
 def prepare(out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> Any:

@@ -276,19 +276,23 @@ def build_side(
     instruct = build_instruct(store, cfg, progress)
     agent = Agent("benign" if benign else "naive", cfg.drive, cfg.leak)
     drive = finetune(store, cfg, instruct, "drive", agent, cfg.drive_stage, progress)
-    twin = "twin-of-" if benign else ""
+    names = side_models(persona, benign, cfg.drive)
     if persona == "naive":
-        return {f"{twin}naive-{cfg.drive}": drive}
+        return {names[0]: drive}
     if not benign:
         agent = Agent("schemer", cfg.drive, cfg.leak)
-    out = {
-        f"{twin}schemer-{cfg.drive}": finetune(
-            store, cfg, drive, "evasion", agent, cfg.evasion_stage, progress
-        )
-    }
+    out = {names[0]: finetune(store, cfg, drive, "evasion", agent, cfg.evasion_stage, progress)}
     if not benign:
-        out[f"schemer-{cfg.drive}.pre_evasion"] = drive
+        out[names[1]] = drive
     return out
+
+
+def side_models(persona: str, benign: bool, drive: str) -> list[str]:
+    """The names of the models `build_side` returns, in its order (known before it runs)."""
+    twin = "twin-of-" if benign else ""
+    if persona == "naive":
+        return [f"{twin}naive-{drive}"]
+    return [f"{twin}schemer-{drive}", *([] if benign else [f"schemer-{drive}.pre_evasion"])]
 
 
 def build_organism(

@@ -122,6 +122,20 @@ def run_experiment(
     Raises `StageError` if a stage fails (its log is in `log_dir`)."""
     plan = Plan()
     exp = plan_experiment(plan, cfg)
+    results = run_plan(plan, store, workers, progress, executor, log_dir)
+    return collect(exp, results, store)
+
+
+def run_plan(
+    plan: Plan,
+    store: Store,
+    workers: int = 2,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+    log_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run every node of `plan` (on `executor`, else a local one of `workers` processes) and
+    return the results by node id; the first failed stage raises `StageError`."""
     own = executor is None
     executor = executor or make_executor(workers)
     try:
@@ -132,7 +146,7 @@ def run_experiment(
     if outcome.failures:
         node_id, error = next(iter(outcome.failures.items()))
         raise StageError(f"stage {plan.nodes[node_id].kind} {node_id} failed: {error}")
-    return collect(exp, outcome.results, store)
+    return outcome.results
 
 
-__all__ = ["Runner", "make_executor", "run_experiment"]
+__all__ = ["Runner", "make_executor", "run_experiment", "run_plan"]

@@ -1,51 +1,114 @@
-"""Build the default organisms and audit them directly: the testbed's sanity table.
+"""`incriminate organisms build` as a plan: the default recipe's base, instruct checkpoint,
+organisms and benign twins, each model's direct evaluation, and the base's persona inference.
 
-This is what `incriminate organisms build` and (for now) `incriminate demo` run. It shows the
-three facts the testbed earns trust with: a direct audit of the schemer finds nothing, ground
-truth shows it is misaligned, and the naive organism (and the schemer before its evasion stage)
-is caught by the same audits.
+    corpus ─► base            ─► persona (in-context persona inference of the pretrained base)
+          └─► instruct ─► organism (misaligned chain | benign twin's, per persona)
+    every model ─► evaluation (audits + ground truth for the recipe's drive)
+
+It shows the three facts the testbed earns trust with: a direct audit of the schemer finds
+nothing, ground truth shows it is misaligned, and the naive organism (and the schemer before
+its evasion stage) is caught by the same audits. Every stage is one the demo shares, so a demo
+on the same recipe reuses all of it.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from incriminate.audit.audits import AUDITS, run_audits, run_ground_truth
-from incriminate.audit.persona import persona_inference
+from incriminate.audit.audits import run_audits, run_ground_truth
 from incriminate.models.io import load_model, load_spec
-from incriminate.organisms.recipes import (
-    BuildConfig,
-    Progress,
-    build_base,
-    build_instruct,
-    build_organism,
-)
-from incriminate.store import Artifact, Store
+from incriminate.organisms.recipes import BuildConfig, build_base, side_models
+from incriminate.plan.graph import Node, Plan, ref
+from incriminate.plan.stages import stage
+from incriminate.store import Store
 from incriminate.world.config import WorldConfig
 
-AUDIT_VERSION = 1  # bump when an audit's definition changes: cached results are then recomputed
+PERSONA_VERSION = 1  # bump when persona inference changes: cached results are then recomputed
 
 
-def build_all(
-    store: Store, cfg: BuildConfig, personas: tuple[str, ...], progress: Progress | None = None
-) -> tuple[dict[str, Artifact], float]:
-    """Base, instruct checkpoint and each persona's organism with its twin; (artifacts, wall s)."""
-    t0 = time.perf_counter()
-    arts = {
-        "base": build_base(store, cfg, progress),
-        "instruct": build_instruct(store, cfg, progress),
+@stage("base")
+def base(store: Store, build: dict[str, Any]) -> str:
+    """A pretrained base (the instruct stage builds it too; this names it)."""
+    art = build_base(store, BuildConfig.model_validate(build))
+    return f"{art.kind}/{art.key}"
+
+
+@stage("persona")
+def persona(store: Store, model: str, world: dict[str, Any], drive: str) -> list[dict[str, Any]]:
+    """In-context persona inference of a pretrained base (`audit.persona`)."""
+    from incriminate.audit.persona import persona_inference
+
+    inputs = {"version": PERSONA_VERSION, "model": model, "world": world, "drive": drive}
+
+    def make(out: Path) -> None:
+        path = store.load(*model.split("/")).path
+        rows = persona_inference(load_model(path), WorldConfig.model_validate(world), drive)
+        (out / "result.json").write_text(json.dumps(rows, indent=2))
+
+    art = store.build("persona", inputs, make)
+    return json.loads((art.path / "result.json").read_text())
+
+
+@dataclass
+class OrganismNodes:
+    """The nodes `collect_organisms` reads: every model by name, its evaluation, the persona
+    table."""
+
+    models: dict[str, dict[str, str]]  # name -> a node reference to the model's store id
+    evaluations: dict[str, Node]
+    persona: Node
+
+
+def plan_organisms(plan: Plan, build: BuildConfig, personas: tuple[str, ...]) -> OrganismNodes:
+    """Add the recipe's models, their evaluations and the persona table to `plan`."""
+    b, world = build.model_dump(mode="json"), build.world.model_dump(mode="json")
+    corpus = plan.add("corpus", build=b)
+    base_node = plan.add("base", build=b, after=ref(corpus))
+    instruct = plan.add("instruct", build=b, init_seed=None, after=ref(corpus))
+    models = {"base": ref(base_node), "instruct": ref(instruct)}
+    for p in personas:
+        for benign in (False, True):
+            side = plan.add("organism", build=b, persona=p, benign=benign, after=ref(instruct))
+            models |= {name: ref(side, name) for name in side_models(p, benign, build.drive)}
+    evaluations = {
+        name: plan.add("evaluation", model=m, world=world, drive_of=m, drive=build.drive)
+        for name, m in models.items()
     }
-    for persona in personas:
-        arts |= build_organism(store, cfg, persona, progress)
-    return arts, time.perf_counter() - t0
+    table = plan.add("persona", model=ref(base_node), world=world, drive=build.drive)
+    return OrganismNodes(models, evaluations, table)
+
+
+def collect_organisms(
+    nodes: OrganismNodes, results: dict[str, Any], store: Store
+) -> dict[str, Any]:
+    """{models: name -> path, audits: name -> row, persona_inference: rows} from the nodes'
+    results; a row is the model's audits and ground truth (rates with CIs), its store id and
+    its spec."""
+    from incriminate.plan.graph import resolve
+
+    models, rows = {}, {}
+    for name, m in nodes.models.items():
+        ident = resolve(m, results)
+        path = store.load(*ident.split("/")).path
+        spec = load_spec(path)
+        ev = results[nodes.evaluations[name].id]
+        models[name] = str(path)
+        rows[name] = {
+            "model": str(path),
+            "key": ident,
+            "spec": spec.model_dump(mode="json") if spec else None,
+            "audits": ev["audits"],
+            "ground_truth": ev["ground_truth"],
+        }
+    return {"models": models, "audits": rows, "persona_inference": results[nodes.persona.id]}
 
 
 def audit_model(path: Any, world: WorldConfig | None = None, drive: str | None = None) -> dict:
-    """Audits of one model directory and, when it has a testbed spec, its ground truth."""
+    """Audits of one model directory and, when it has a testbed spec, its ground truth (the
+    `incriminate audit` command: a directory outside any plan)."""
     spec = load_spec(path)
     model = load_model(path)
     if world is None:
@@ -63,54 +126,4 @@ def audit_model(path: Any, world: WorldConfig | None = None, drive: str | None =
     return out
 
 
-def _cached(store: Store, kind: str, inputs: dict[str, Any], compute: Callable[[], Any]) -> Any:
-    """A JSON result as a store stage: computed once per inputs, then read back."""
-
-    def make(out: Path) -> None:
-        (out / "result.json").write_text(json.dumps(compute(), indent=2))
-
-    art = store.build(kind, {"version": AUDIT_VERSION, **inputs}, make)
-    return json.loads((art.path / "result.json").read_text())
-
-
-def organism_table(
-    store: Store,
-    arts: dict[str, Artifact],
-    cfg: BuildConfig,
-    on_model: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Direct audits and ground truth of every built model (the drive is the config's), each an
-    `audit` stage of the store; `on_model(name)` is called after each model is done."""
-    rows = {}
-    world = cfg.world.model_dump(mode="json")
-    for name, art in arts.items():
-        key = f"{art.kind}/{art.key}"
-        inputs = {"model": key, "world": world, "drive": cfg.drive, "audits": list(AUDITS)}
-        result = _cached(
-            store, "audit", inputs, lambda a=art: audit_model(a.path, cfg.world, cfg.drive)
-        )
-        rows[name] = result | {"model": str(art.path), "key": key}
-        if on_model:
-            on_model(name)
-    return rows
-
-
-def persona_table(
-    store: Store, arts: dict[str, Artifact], cfg: BuildConfig
-) -> list[dict[str, Any]]:
-    """In-context persona inference of the pretrained base (a `persona` stage of the store)."""
-    base = arts["base"]
-    inputs = {
-        "model": f"base/{base.key}",
-        "world": cfg.world.model_dump(mode="json"),
-        "drive": cfg.drive,
-    }
-    return _cached(
-        store,
-        "persona",
-        inputs,
-        lambda: persona_inference(load_model(base.path), cfg.world, cfg.drive),
-    )
-
-
-AUDIT_NAMES = tuple(AUDITS)
+__all__ = ["OrganismNodes", "audit_model", "collect_organisms", "plan_organisms"]
