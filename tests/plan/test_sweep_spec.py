@@ -1,4 +1,5 @@
-"""Sweep files: the grid's expansion into points and the one-line errors for bad input."""
+"""Sweep files: the grid's expansion and the listed points, and the one-line errors for bad
+input."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from incriminate.distill.dpo import DPOConfig
 from incriminate.errors import ConfigError
 from incriminate.plan.config import load_config
 from incriminate.plan.experiment import plan_experiment
@@ -74,7 +76,8 @@ def test_points_share_their_common_stages_in_one_plan(tmp_path: Path):
     [
         ("grid: {}\n", "the grid is empty"),
         ("grid:\n  seeds: []\n", "field 'seeds' has no values"),
-        ("quick: true\n", "'grid' must map config fields to lists"),
+        ("quick: true\n", "needs 'grid' (config fields -> lists of values), 'points'"),
+        ("grid: [seeds]\n", "'grid' must map config fields to lists"),
         ("grid:\n  seeds: 3\n", "grid field 'seeds' must list its values"),
         (
             "grid:\n  teachr: [naive]\n",
@@ -94,12 +97,84 @@ def test_points_share_their_common_stages_in_one_plan(tmp_path: Path):
             "the sweep's base config: invalid seeds",
         ),
         ("- a\n- b\n", "must hold a mapping"),
+        # listed points
+        ("points: []\n", "the points list is empty"),
+        ("points: {seeds: 2}\n", "'points' must list mappings of config fields to values"),
+        ("points:\n  - seeds=2\n", "points[0] must map config fields to values, got 'seeds=2'"),
+        (
+            "points:\n  - {seeds: 2}\n  - {teachr: naive}\n",
+            "points[1] field 'teachr': 'teachr' is not a field of the config "
+            "(did you mean 'teacher'?)",
+        ),
+        (
+            "points:\n  - {name: lo, methods.0.divergnce: jsd}\n",
+            "point 'lo' field 'methods.0.divergnce': 'divergnce' is not a field of methods.0",
+        ),
+        ("points:\n  - {name: a/b, seeds: 2}\n", "points[0]: name 'a/b' may hold only letters"),
+        ("points:\n  - {name: 7, seeds: 2}\n", "points[0]: name 7 may hold only letters"),
+        (
+            "points:\n  - {name: x, seeds: 2}\n  - {name: x, seeds: 1}\n",
+            "points[1]: id 'x' is taken by point 'x'",
+        ),
+        (
+            "grid:\n  seeds: [1, 2]\npoints:\n  - {name: p001, seeds: 4}\n",
+            "points[0]: id 'p001' is taken by grid point p001",
+        ),
+        ("points:\n  - {seeds: 0}\n", "points[0] (seeds=0): invalid seeds"),
+        (
+            "points:\n  - {name: two, seeds: 2}\n  - {seeds: 2}\n",
+            "point 'two' and points[1] (seeds=2) are the same config",
+        ),
+        (
+            "config: {seeds: 2}\ngrid:\n  seeds: [1, 2]\npoints:\n  - {name: base}\n",
+            "grid point p001 and point 'base' (the base) are the same config",
+        ),
     ],
 )
 def test_bad_sweep_files_are_one_line_config_errors(tmp_path: Path, text: str, message: str):
     with pytest.raises(ConfigError) as e:
         load_sweep(_write(tmp_path, text))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_listed_points_follow_the_grid(tmp_path: Path):
+    path = _write(
+        tmp_path,
+        "quick: true\nconfig: {seeds: 1}\ngrid:\n  seeds: [2, 3]\n"
+        "points:\n"
+        "  - {name: base}\n"  # no fields: the base itself
+        "  - {data: full_mix, transforms.filtered: true}\n"
+        "  - name: lora-8\n    lora.r: 8\n    inits: [shared_base]\n"
+        "  - {name: dpo-choice, methods.0.ranking: choice, data: full_mix,\n"
+        "     methods: [{method: dpo, train: {steps: 5}}]}\n",
+    )
+    spec, name, points = load_sweep(path)
+    assert name == "grid" and spec.points is not None and len(spec.points) == 4
+    assert [p.id for p in points] == ["p000", "p001", "base", "p003", "lora-8", "dpo-choice"]
+    base = load_config(overrides=["seeds=1"], quick=True)
+    assert [p.cfg.seeds for p in points[:2]] == [2, 3]
+    assert points[2].cfg == base and points[2].overrides == {}
+    # A scalar for a list field is a one-element list, as in the grid.
+    assert points[3].overrides == {"data": "full_mix", "transforms.filtered": True}
+    # Each point is the config that the same dotted overrides of the same base give.
+    assert points[3].cfg == load_config(
+        overrides=["seeds=1", "data=[full_mix]", "transforms.filtered=true"], quick=True
+    )
+    assert points[4].cfg == load_config(
+        overrides=["seeds=1", "lora.r=8", "inits=[shared_base]"], quick=True
+    )
+    # `methods` is set first, then the field inside it (in whatever order the file gives them).
+    (dpo,) = points[5].cfg.methods
+    assert isinstance(dpo, DPOConfig) and dpo.ranking == "choice" and dpo.train.steps == 5
+    assert len({p.cfg.config_hash() for p in points}) == len(points)
+
+
+def test_a_list_of_points_alone_is_a_sweep(tmp_path: Path):
+    path = _write(tmp_path, "points:\n  - {seeds: 1}\n  - {seeds: 2, name: two}\n")
+    spec, _, points = load_sweep(path)
+    assert spec.grid == {} and [p.id for p in points] == ["p000", "two"]
+    assert [p.cfg.seeds for p in points] == [1, 2]
+    assert points[1].overrides == {"seeds": 2}  # the name is the id, not an override
 
 
 def test_unknown_keys_and_bad_names_are_rejected(tmp_path: Path):
