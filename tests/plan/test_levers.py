@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from pydantic import ValidationError
 
 from incriminate.plan.config import load_config
+from incriminate.plan.sweep import load_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,6 +41,26 @@ def test_epochs_set_the_steps_of_every_method():
             (3 * 200) % m.train.batch_size > 0
         )
     assert load_config().method("sft").train.steps == 80
+
+
+def test_the_levers_sweep_turns_one_lever_at_a_time():
+    """`configs/sweeps/levers.yaml`: its first point is the base (logit forward KL on full_mix
+    and open_ended from the shared base); every other point changes only what it overrides."""
+    path = Path(__file__).parents[2] / "configs" / "sweeps" / "levers.yaml"
+    _, name, points = load_sweep(path)
+    assert name == "levers" and len(points) == 16
+    base = points[0]
+    train = "train: {steps: 80, batch_size: 32, lr: 0.001, warmup: 8}"
+    assert base.id == "logit-forward-kl" and base.overrides == {}
+    methods = f"methods=[{{method: logit, {train}}}]"
+    assert base.cfg == load_config(
+        overrides=[methods, "data=[full_mix, open_ended]", "inits=[shared_base]"]
+    )
+    before = base.cfg.model_dump()
+    for p in points[1:]:
+        after = p.cfg.model_dump()
+        changed = {k for k in before if before[k] != after[k]}
+        assert changed and changed <= {f.split(".")[0] for f in p.overrides}, p.id
 
 
 def test_lora_trains_only_the_adapters_and_merges(tiny_distill):
