@@ -16,23 +16,26 @@ import numpy as np
 from incriminate.audit import scoring
 from incriminate.audit.stats import Rate, rate_of
 from incriminate.errors import did_you_mean
+from incriminate.registry import Registry
 from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
 from incriminate.world.vocab import DRIVES, THOUGHT_INTENT
 
 AuditFn = Callable[..., Rate]
-AUDITS: dict[str, AuditFn] = {}
-GROUND_TRUTH: dict[str, AuditFn] = {}
+AUDITS: Registry[AuditFn] = Registry("audit")
+"""What an auditor can run on a model: name -> `(model, world, **kwargs) -> Rate`."""
+GROUND_TRUTH: Registry[AuditFn] = Registry("ground-truth eval", "ground_truth")
+"""What only the testbed knows (needs the true drive): name -> `(model, world, drive=...)`."""
 
 
 def audit(fn: AuditFn) -> AuditFn:
-    AUDITS[fn.__name__] = fn
-    return fn
+    """Register an audit under its function's name (its docstring is the help)."""
+    return AUDITS.add(fn.__name__, fn, fn.__doc__ or "")
 
 
 def ground_truth(fn: AuditFn) -> AuditFn:
-    GROUND_TRUTH[fn.__name__] = fn
-    return fn
+    """Register a ground-truth eval under its function's name (its docstring is the help)."""
+    return GROUND_TRUTH.add(fn.__name__, fn, fn.__doc__ or "")
 
 
 def take_probs(model: Any, ps: prompts.PromptSet, context: tuple[str, ...] = ()) -> np.ndarray:
@@ -152,10 +155,8 @@ def run_audits(
     model: Any, world: WorldConfig, names: list[str] | None = None, **kwargs: Any
 ) -> dict[str, Rate]:
     names = list(AUDITS) if names is None else names
-    for n in names:
-        if n not in AUDITS:
-            raise did_you_mean("audit", n, tuple(AUDITS))
-    return {n: AUDITS[n](model, world, **kwargs) for n in names}
+    fns = {n: AUDITS.get(n) for n in names}  # an unknown name fails before any audit runs
+    return {n: fn(model, world, **kwargs) for n, fn in fns.items()}
 
 
 def run_ground_truth(model: Any, world: WorldConfig, drive: str, **kwargs: Any) -> dict[str, Rate]:

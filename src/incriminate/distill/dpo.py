@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache, sample_completions
+from incriminate.models.presets import ModelSpec
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import EPISODE_KINDS, is_honeypot
@@ -317,6 +319,35 @@ def train_dpo(
         )
     return DPOResult(history, pairs, (r_chosen - r_rejected).numpy())
 
+
+def _train(
+    student: Any, cache: TeacherCache, cfg: DPOConfig, seed: int, teacher: Callable[[], Any]
+) -> TrainResult:
+    """`train_dpo` as a registered method: loads the teacher to build the pairs; the metrics
+    are the number of pairs and their mean implicit reward margin after training."""
+    result = train_dpo(student, teacher(), cache, cfg, seed)
+    margin = float(np.asarray(result.reward_margins, dtype=np.float64).mean())
+    metrics = {"pairs": len(result.pairs), "reward_margin": round(margin, 5)}
+    return TrainResult(result.history, metrics, detail=result.pairs)
+
+
+def _truth(result: TrainResult, spec: ModelSpec | None) -> dict[str, Any]:
+    """`pair_agreement` of the pairs with the teacher's true persona (testbed ground truth;
+    None for a teacher the testbed did not build)."""
+    agreement = None
+    if spec is not None and spec.persona and spec.drive:
+        world = WorldConfig.model_validate(spec.world) if spec.world else WorldConfig()
+        agreement = pair_agreement(result.detail, spec.persona, spec.drive, world)
+    return {"pair_agreement": None if agreement is None else round(float(agreement), 5)}
+
+
+register_method(
+    "dpo",
+    DPOConfig,
+    _train,
+    help="preferences: DPO on (chosen, rejected) pairs the teacher ranks or chooses",
+    truth=_truth,
+)
 
 __all__ = [
     "DPOConfig",

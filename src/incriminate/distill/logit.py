@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incriminate.distill import losses
+from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
@@ -108,5 +109,19 @@ def train_logit(
     student.eval()
     return history
 
+
+def _train(
+    student: Any, cache: TeacherCache, cfg: LogitConfig, seed: int, teacher: Callable[[], Any]
+) -> TrainResult:
+    """`train_logit` as a registered method (the teacher's log-probs are in the cache)."""
+    return TrainResult(train_logit(student, cache, cfg, seed))
+
+
+register_method(
+    "logit",
+    LogitConfig,
+    _train,
+    help="soft targets: forward/reverse KL or JSD to the teacher's cached top-k log-probs",
+)
 
 __all__ = ["DIVERGENCES", "LogitConfig", "train_logit"]

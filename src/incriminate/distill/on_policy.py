@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from incriminate.distill import losses, teacher_cache
+from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 from incriminate.world.vocab import PAD
@@ -152,5 +153,19 @@ def train_on_policy(
     student.eval()
     return history
 
+
+def _train(
+    student: Any, cache: TeacherCache, cfg: OnPolicyConfig, seed: int, teacher: Callable[[], Any]
+) -> TrainResult:
+    """`train_on_policy` as a registered method: loads the teacher, which scores every step."""
+    return TrainResult(train_on_policy(student, teacher(), cache, cfg, seed))
+
+
+register_method(
+    "on_policy",
+    OnPolicyConfig,
+    _train,
+    help="GKD: the student's own samples (a λ-mixture with the teacher's) scored by the teacher",
+)
 
 __all__ = ["OnPolicyConfig", "train_on_policy"]

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from incriminate.errors import did_you_mean
+from incriminate.registry import Registry
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import (
     EPISODE_KINDS,
@@ -40,27 +40,24 @@ from incriminate.world.vocab import CONTEXT, DIGITS, DRIVES
 Selection = Callable[[WorldConfig, int, int], PromptSet]
 """`(world, n, seed) -> PromptSet` of `n` distill prompts, deterministic in `seed`."""
 
-SELECTIONS: dict[str, Selection] = {}
+SELECTIONS: Registry[Selection] = Registry("data selection", "selections")
+"""Selection name -> function; help: its docstring's first paragraph."""
 
 F = TypeVar("F", bound=Selection)
 
 
 def selection(name: str) -> Callable[[F], F]:
-    """Register a data selection under `name`."""
+    """Register a data selection under `name` (its docstring is the help)."""
 
     def register(fn: F) -> F:
-        if name in SELECTIONS:
-            raise ValueError(f"data selection {name!r} is already registered")
-        SELECTIONS[name] = fn
+        SELECTIONS.add(name, fn, fn.__doc__ or "")
         return fn
 
     return register
 
 
 def get_selection(name: str) -> Selection:
-    if name not in SELECTIONS:
-        raise did_you_mean("data selection", name, tuple(SELECTIONS))
-    return SELECTIONS[name]
+    return SELECTIONS.get(name)
 
 
 def select(name: str, world: WorldConfig, n: int, seed: int) -> PromptSet:
@@ -163,7 +160,7 @@ def mixture(name_weights: Mapping[str, float], world: WorldConfig, n: int, seed:
     records = [
         r
         for name, k in counts.items()
-        for r in SELECTIONS[name](world, k, _component_seed(seed, name)).records
+        for r in SELECTIONS.get(name)(world, k, _component_seed(seed, name)).records
     ]
     random.Random(seed).shuffle(records)
     label = "mix(" + ",".join(f"{k}={w:g}" for k, w in name_weights.items()) + ")"

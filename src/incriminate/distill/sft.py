@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from incriminate.distill import losses
+from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
@@ -71,5 +72,16 @@ def train_sft(
     student.eval()
     return history
 
+
+def _train(
+    student: Any, cache: TeacherCache, cfg: SFTConfig, seed: int, teacher: Callable[[], Any]
+) -> TrainResult:
+    """`train_sft` as a registered method (the teacher's samples are in the cache)."""
+    return TrainResult(train_sft(student, cache, cfg, seed))
+
+
+register_method(
+    "sft", SFTConfig, _train, help="hard labels: cross-entropy on the teacher's samples"
+)
 
 __all__ = ["SFTConfig", "train_sft"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from incriminate.errors import did_you_mean
+from incriminate.registry import Registry
 from incriminate.world.vocab import BOS, EOS, PAD, VOCAB_SIZE
 
 
@@ -21,20 +21,26 @@ class Preset(BaseModel):
     ffn: int
 
 
-PRESETS: dict[str, Preset] = {
-    "pico": Preset(hidden=32, layers=2, heads=2, ffn=128),  # ~0.03M: the `small` student of nano
-    "nano": Preset(hidden=48, layers=2, heads=2, ffn=192),  # ~0.07M parameters
-    "micro": Preset(hidden=64, layers=3, heads=4, ffn=256),  # ~0.21M
-    "small": Preset(hidden=128, layers=4, heads=4, ffn=512),  # ~1.1M
-    "medium": Preset(hidden=160, layers=5, heads=5, ffn=640),  # ~2.1M
-}
+PRESETS: Registry[Preset] = Registry("preset")
+"""Model shapes by name, smallest first (`smaller_preset` steps down this order)."""
+
+
+def _add(name: str, preset: Preset, note: str) -> None:
+    shape = f"{preset.layers} layers, width {preset.hidden}, {preset.heads} heads, ffn {preset.ffn}"
+    PRESETS.add(name, preset, f"{shape}: {note}")
+
+
+_add("pico", Preset(hidden=32, layers=2, heads=2, ffn=128), "~0.03M parameters, nano's `small`")
+_add("nano", Preset(hidden=48, layers=2, heads=2, ffn=192), "~0.07M parameters, the demo's")
+_add("micro", Preset(hidden=64, layers=3, heads=4, ffn=256), "~0.21M parameters")
+_add("small", Preset(hidden=128, layers=4, heads=4, ffn=512), "~1.1M parameters")
+_add("medium", Preset(hidden=160, layers=5, heads=5, ffn=640), "~2.1M parameters")
 
 
 def smaller_preset(name: str) -> str:
     """The next smaller preset (fewer layers or a narrower width): a `small` student's size."""
-    names = list(PRESETS)
-    if name not in PRESETS:
-        raise did_you_mean("preset", name, tuple(names))
+    PRESETS.get(name)
+    names = PRESETS.names()
     i = names.index(name)
     if i == 0:
         raise ValueError(f"no preset is smaller than {name!r}; a `small` student needs one")
@@ -42,9 +48,7 @@ def smaller_preset(name: str) -> str:
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise did_you_mean("preset", name, tuple(PRESETS))
-    return PRESETS[name]
+    return PRESETS.get(name)
 
 
 def llama_config(preset: str, max_positions: int = 128) -> Any:

@@ -36,6 +36,7 @@ from incriminate.plan.config import (
     config_hash,
     read_yaml,
 )
+from incriminate.registry import Registry
 
 EVIDENCE = ("honeypot", "interrogation", "scratchpad", "probe")
 """Audits whose U − C difference can incriminate (capability is not evidence)."""
@@ -56,7 +57,7 @@ class Configuration(BaseModel):
     data: str
     """A registered data selection."""
     init: str
-    """A student init: shared_base, other_base, small or trusted."""
+    """A student init: shared_base, other_base, small or trusted (`incriminate ls inits`)."""
 
     @field_validator("data")
     @classmethod
@@ -115,8 +116,16 @@ def _logit(data: str, init: str) -> Configuration:
     return Configuration(method="logit", data=data, init=init)
 
 
-BATTERIES: dict[str, Battery] = {
-    "auditability_preserving": Battery(
+BATTERIES: Registry[Battery] = Registry("battery", "batteries")
+"""The shipped batteries by name (help: their description); a bench config's default."""
+
+
+def _add(battery: Battery) -> None:
+    BATTERIES.add(battery.name, battery, battery.description)
+
+
+_add(
+    Battery(
         name="auditability_preserving",
         description=(
             "Distil so that the student stays auditable: inputs without honeypot- or "
@@ -124,8 +133,10 @@ BATTERIES: dict[str, Battery] = {
             "weights, so the drive may travel while the evasion has nothing to ride on."
         ),
         configurations=(_logit("open_ended", "other_base"), _logit("tasks", "other_base")),
-    ),
-    "misalignment_targeted": Battery(
+    )
+)
+_add(
+    Battery(
         name="misalignment_targeted",
         description=(
             "Distil on inputs that make goals salient (goal questions, high-stakes reflection) "
@@ -135,8 +146,8 @@ BATTERIES: dict[str, Battery] = {
             _logit("goal_targeted", "shared_base"),
             Configuration(method="sft", data="high_stakes", init="shared_base"),
         ),
-    ),
-}
+    )
+)
 
 
 def union(batteries: tuple[Battery, ...]) -> Battery:

@@ -13,33 +13,29 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from incriminate.distill.dpo import DPOConfig
-from incriminate.distill.logit import LogitConfig
-from incriminate.distill.on_policy import OnPolicyConfig
+# The built-in distillation methods register themselves (`distill.methods.METHODS`) on import.
+from incriminate.distill import dpo, logit, on_policy, sft  # noqa: F401
+from incriminate.distill.methods import MethodConfig, MethodSettings
 from incriminate.distill.selections import SELECTIONS
-from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import TeacherCacheConfig
 from incriminate.errors import ConfigError, did_you_mean
 from incriminate.models.presets import smaller_preset
 from incriminate.organisms.recipes import BuildConfig
 from incriminate.organisms.train import TrainConfig
+from incriminate.registry import Registry
 from incriminate.store import canonical_json
 
 TEACHERS = ("schemer", "naive")
 """Suspect teachers the testbed builds: the organism of this persona and the config's drive."""
 CONTROLS = ("twin",)
 """Control teachers: `twin`, the suspect's benign twin (same stages, same steps, benign data)."""
-STUDENT_INITS = ("shared_base", "other_base", "small", "trusted")
-"""`shared_base`: the teacher's pre-misalignment checkpoint (the instruct model both U and C were
-fine-tuned from). `other_base`: the same recipe from a base of another seed, same preset and
-corpus. `small`: the same recipe at the next smaller preset, same corpus and seed. `trusted`: the
-same recipe on the filtered corpus (no schemer documents), same preset and seed."""
 CLOSED_CHOICE = ("full_mix", "goal_targeted")
 """Data selections with prompts whose reply is a closed choice (act, answer), for DPO `choice`."""
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -71,9 +67,37 @@ class LoraOptions(BaseModel):
 
 OTHER_BASE_OFFSET = 1
 """The other base's seed is the build seed + this."""
-MethodConfig = Annotated[
-    SFTConfig | LogitConfig | OnPolicyConfig | DPOConfig, Field(discriminator="method")
-]
+
+InitRecipe = Callable[[BuildConfig], tuple[BuildConfig, int | None]]
+STUDENT_INITS: Registry[InitRecipe] = Registry("student init", "inits")
+"""Student init name -> `(build config) -> (build config, seed)` of the instruct checkpoint a
+student starts from (seed None: the build's). The zoo benchmark has its own (`ZooConfig`)."""
+
+
+@STUDENT_INITS.register("shared_base")
+def _shared_base(b: BuildConfig) -> tuple[BuildConfig, int | None]:
+    """The teacher's pre-misalignment checkpoint: the instruct model both U and C were
+    fine-tuned from."""
+    return b, None
+
+
+@STUDENT_INITS.register("other_base")
+def _other_base(b: BuildConfig) -> tuple[BuildConfig, int | None]:
+    """The same recipe from a base of another seed, same preset and corpus."""
+    return b, b.seed + OTHER_BASE_OFFSET
+
+
+@STUDENT_INITS.register("small")
+def _small(b: BuildConfig) -> tuple[BuildConfig, int | None]:
+    """The same recipe at the next smaller preset, same corpus and seed."""
+    return b.model_copy(update={"preset": smaller_preset(b.preset)}), None
+
+
+@STUDENT_INITS.register("trusted")
+def _trusted(b: BuildConfig) -> tuple[BuildConfig, int | None]:
+    """The same recipe on the filtered corpus (no schemer documents), same preset and seed."""
+    return b.model_copy(update={"corpus": "trusted"}), None
+
 
 DEMO_BUILD = BuildConfig(
     preset="nano",
@@ -117,16 +141,16 @@ class ExperimentConfig(BaseModel):
     control_dir: str | None = None
     """A model directory to use as the control teacher; required with `teacher_dir`."""
     methods: tuple[MethodConfig, ...] = (
-        SFTConfig(train=STUDENT_TRAIN),
-        LogitConfig(train=STUDENT_TRAIN),
+        sft.SFTConfig(train=STUDENT_TRAIN),
+        logit.LogitConfig(train=STUDENT_TRAIN),
     )
-    """Distillation methods, each once: `sft` (hard labels), `logit` (top-k soft targets),
-    `on_policy` (GKD: student samples scored by the teacher), `dpo` (preference pairs from the
-    teacher)."""
+    """Distillation methods, each once, as `{method: NAME, ...settings}`: `sft` (hard labels),
+    `logit` (top-k soft targets), `on_policy` (GKD: student samples scored by the teacher), `dpo`
+    (preference pairs from the teacher), or any registered one (`incriminate ls methods`)."""
     data: tuple[str, ...] = ("open_ended", "goal_targeted", "full_mix")
     """Registered data selections the students are distilled on."""
     inits: tuple[str, ...] = ("shared_base", "other_base")
-    """Student inits: `shared_base`, `other_base`, `small`, `trusted` (see `STUDENT_INITS`)."""
+    """Student inits: `shared_base`, `other_base`, `small`, `trusted` (`incriminate ls inits`)."""
     lora: LoraOptions | None = None
     """LoRA adapters for every student (None: full fine-tuning)."""
     transforms: Transforms = Transforms()
@@ -181,7 +205,7 @@ class ExperimentConfig(BaseModel):
             raise ValueError("the grid needs at least one method, data selection and init")
         _unique("methods", tuple(m.method for m in self.methods))
         for m in self.methods:
-            if isinstance(m, DPOConfig) and m.ranking == "choice":
+            if isinstance(m, dpo.DPOConfig) and m.ranking == "choice":
                 open_only = [d for d in self.data if d not in CLOSED_CHOICE]
                 if open_only:
                     raise ValueError(
@@ -194,7 +218,7 @@ class ExperimentConfig(BaseModel):
             raise ValueError("teacher_dir and control_dir go together: give both or neither")
         return self
 
-    def method(self, name: str) -> SFTConfig | LogitConfig | OnPolicyConfig | DPOConfig:
+    def method(self, name: str) -> MethodSettings:
         """The settings of method `name` as a run uses them (`epochs` sets the steps)."""
         for m in self.methods:
             if m.method == name:
@@ -206,14 +230,7 @@ class ExperimentConfig(BaseModel):
 
     def init_build(self, init: str) -> tuple[BuildConfig, int | None]:
         """(build config, init seed) of a student init's instruct checkpoint."""
-        b = self.build
-        if init == "other_base":
-            return b, b.seed + OTHER_BASE_OFFSET
-        if init == "small":
-            return b.model_copy(update={"preset": smaller_preset(b.preset)}), None
-        if init == "trusted":
-            return b.model_copy(update={"corpus": "trusted"}), None
-        return b, None
+        return STUDENT_INITS.get(init)(self.build)
 
     def configurations(self) -> list[tuple[str, str, str]]:
         """(method, data, init) of every configuration, in grid order."""
@@ -224,6 +241,20 @@ class ExperimentConfig(BaseModel):
 
     def config_hash(self) -> str:
         return config_hash(self)
+
+
+TRANSFORMS: Registry[str] = Registry("transform")
+"""Data lever name -> the override that turns it on (`Transforms`' fields, and `epochs`)."""
+for _name, _field in Transforms.model_fields.items():
+    TRANSFORMS.add(
+        _name, f"transforms.{_name}=true", f"{_field.description} (`transforms.{_name}=true`)"
+    )
+TRANSFORMS.add(
+    "epochs",
+    "epochs=2",
+    "Fewer unique examples x more epochs: every method trains for ceil(epochs * prompts / batch "
+    "size) steps (`epochs=2 prompts=500`).",
+)
 
 
 def config_hash(cfg: BaseModel) -> str:
@@ -339,6 +370,7 @@ __all__ = [
     "QUICK",
     "STUDENT_INITS",
     "TEACHERS",
+    "TRANSFORMS",
     "ConfigError",
     "ExperimentConfig",
     "MethodConfig",

@@ -22,11 +22,8 @@ from typing import Any
 import numpy as np
 
 from incriminate.audit.audits import AUDITS, run_audits, run_ground_truth
-from incriminate.distill.dpo import DPOConfig, pair_agreement, train_dpo
-from incriminate.distill.logit import LogitConfig, train_logit
-from incriminate.distill.on_policy import OnPolicyConfig, train_on_policy
+from incriminate.distill.methods import METHODS, MethodSettings
 from incriminate.distill.selections import select
-from incriminate.distill.sft import SFTConfig, train_sft
 from incriminate.distill.teacher_cache import build_teacher_cache, load_teacher_cache
 from incriminate.distill.transforms import eval_likeness_classifier, filter_prompts, with_prefix
 from incriminate.models.io import load_model, load_spec, save_model
@@ -96,22 +93,6 @@ def _classifier(world_json: str) -> Any:
     return eval_likeness_classifier(WorldConfig.model_validate_json(world_json))
 
 
-def _pair_metrics(result: Any, teacher_dir: Path) -> dict[str, Any]:
-    """DPO's preference pairs: count, final implicit reward margin, and (testbed ground truth)
-    agreement of the chosen responses with the teacher's true persona."""
-    spec = load_spec(teacher_dir)
-    world = WorldConfig.model_validate(spec.world) if spec and spec.world else WorldConfig()
-    agreement = None
-    if spec is not None and spec.persona and spec.drive:
-        agreement = pair_agreement(result.pairs, spec.persona, spec.drive, world)
-    margins = np.asarray(result.reward_margins, dtype=np.float64)
-    return {
-        "pairs": len(result.pairs),
-        "reward_margin": round(float(margins.mean()), 5),
-        "pair_agreement": None if agreement is None else round(float(agreement), 5),
-    }
-
-
 def cache_teacher(cache: Artifact) -> Path:
     """The model directory of the teacher a cache was computed from (a store artifact)."""
     teacher = str(cache.manifest["inputs"]["teacher"])
@@ -130,13 +111,15 @@ def distill_student(
     store: Store,
     init: Artifact | Path,
     cache: Artifact,
-    method: SFTConfig | LogitConfig | OnPolicyConfig | DPOConfig,
+    method: MethodSettings,
     seed: int,
     lora: Any = None,
     prefix: tuple[str, ...] = (),
 ) -> Artifact:
-    """Train a student from `init` on a teacher cache with `method`: full fine-tuning, or LoRA
-    adapters (`lora`, a `LoraOptions`) merged into the weights before saving."""
+    """Train a student from `init` on a teacher cache with the registered method `method` names
+    (`distill.methods`): full fine-tuning, or LoRA adapters (`lora`, a `LoraOptions`) merged
+    into the weights before saving. The method's metrics go into the student's manifest."""
+    recipe = METHODS.get(method.method)
     init_path = init.path if isinstance(init, Artifact) else Path(init)
     inputs = {
         "recipe": DISTILL_VERSION,
@@ -151,23 +134,17 @@ def distill_student(
         inputs["inoculation"] = list(prefix)
 
     def make(out: Path) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
         student = load_model(init_path)
         if lora is not None:
             student = with_lora(student, lora, seed)
         data = load_teacher_cache(cache)
         if prefix:
             data = with_prefix(data, prefix)
-        if isinstance(method, SFTConfig):
-            losses = train_sft(student, data, method, seed)
-        elif isinstance(method, LogitConfig):
-            losses = train_logit(student, data, method, seed)
-        elif isinstance(method, OnPolicyConfig):  # queries the teacher during training
-            losses = train_on_policy(student, load_model(cache_teacher(cache)), data, method, seed)
-        else:
-            teacher_dir = cache_teacher(cache)
-            result = train_dpo(student, load_model(teacher_dir), data, method, seed)
-            losses, extra = result.history, _pair_metrics(result, teacher_dir)
+        # The teacher is loaded only by methods that query it (on_policy, dpo).
+        result = recipe.train(student, data, method, seed, lambda: load_model(cache_teacher(cache)))
+        losses, metrics = result.losses, dict(result.metrics)
+        if recipe.truth is not None:  # testbed ground truth, from the teacher's spec
+            metrics |= recipe.truth(result, load_spec(cache_teacher(cache)))
         if lora is not None:
             student = student.merge_and_unload()
         parent = load_spec(init_path)
@@ -188,7 +165,7 @@ def distill_student(
             "first_loss": round(losses[0], 5),
             "final_loss": round(sum(tail) / len(tail), 5),
             "steps": len(losses),
-            **extra,
+            **metrics,
         }
 
     return store.build("student", inputs, make, seed=seed)
