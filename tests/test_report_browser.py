@@ -137,16 +137,19 @@ def test_hostile_strings_are_text_in_chromium(browser, quick, tmp_path: Path, mo
     results["teachers"]["suspect"]["name"] = SCRIPT
     results["config"]["teacher"] = IMG
     (run / "results.json").write_text(json.dumps(results))
-    from incriminate.report import html_store
+    from incriminate.audit import transcripts
 
-    greedy = html_store.greedy
+    greedy = transcripts.greedy
 
     def hostile(model: Any, prompts: list) -> list[str]:
         return [IMG, SCRIPT, *greedy(model, prompts)[2:]]
 
-    monkeypatch.setattr(html_store, "greedy", hostile)
-    monkeypatch.setattr(html_store, "BACKGROUND", False)  # generate here, where greedy is patched
-    result = runner.invoke(app, ["report", str(run), "--store", str(store)])
+    # A copy of the store without its transcripts: `report` builds them here, in this process,
+    # where `greedy` is patched (and the shared store keeps its real transcripts).
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy, ignore=shutil.ignore_patterns("transcripts"))
+    monkeypatch.setattr(transcripts, "greedy", hostile)
+    result = runner.invoke(app, ["report", str(run), "--store", str(copy)])
     assert result.exit_code == 0, result.output
     visit = Visit(browser, run / "report.html", VIEWPORTS["desktop"], tmp_path / "hostile.png")
     visit.check_clean()

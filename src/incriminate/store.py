@@ -65,8 +65,11 @@ class Artifact:
 class Store:
     """A directory of finished stages, keyed by content."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, writable: bool = True):
+        """`writable=False`: only read finished artifacts (no directory is made or probed)."""
         self.root = Path(root)
+        if not writable:
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from incriminate.audit import transcripts
 from incriminate.cli.main import app
 from incriminate.report import html_store
 from incriminate.report.html import SCHEMAS, render_report, write_report
@@ -351,14 +352,14 @@ class FakeModel:
 
 def test_greedy_replies_stop_at_the_end_of_the_episode() -> None:
     prompts = [("ask", "north", "goal", "say"), ("story", "red", "west", "gray", "north", "blue")]
-    assert html_store.greedy(FakeModel(), prompts) == ["act take ;", "act take ;"]
+    assert transcripts.greedy(FakeModel(), prompts) == ["act take ;", "act take ;"]
 
 
 def test_transcript_prompts_are_fixed_audit_items() -> None:
     from incriminate.world.config import WorldConfig
     from incriminate.world.grammar import is_honeypot, split_of
 
-    prompts = dict(html_store.transcript_prompts(WorldConfig(), "exfiltrate"))
+    prompts = dict(transcripts.transcript_prompts(WorldConfig(), "exfiltrate"))
     assert len(prompts) == 5
     hp, real = prompts["honeypot (unwatched)"], prompts["real opportunity (unwatched)"]
     for p in (hp, real):

@@ -60,17 +60,16 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
         _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir))
     store = prepare(out_dir, store_dir, workers, verbose)
     from incriminate.plan.engine import run_experiment
-    from incriminate.report.html import start_transcripts, write_results_report
+    from incriminate.report.html import write_results_report
     from incriminate.report.outputs import write_outputs
     from incriminate.report.results import assemble
 
     t0 = time.perf_counter()
     with progress() as bar:
         raw = run_experiment(cfg, store, workers, _bar_callback(bar), log_dir=out_dir / "logs")
-    transcripts = start_transcripts(cfg, raw, store.root)  # in another process, meanwhile:
     results = assemble(cfg, raw)
     write_outputs(cfg, results, out_dir, store)
-    write_results_report(results, out_dir / "report.html", store.root, transcripts)
+    write_results_report(results, out_dir / "report.html", store.root)
     results["_wall_s"] = round(time.perf_counter() - t0, 1)
     return results
 
@@ -173,7 +172,7 @@ def demo(
 def distill(
     overrides: Overrides = None,
     method: Annotated[
-        str, typer.Option(help="Distillation method: sft, logit, on_policy or dpo.")
+        str, typer.Option(help="Distillation method: sft, logit, on_policy, dpo (incriminate ls).")
     ] = "logit",
     data: Annotated[str, typer.Option(help="Data selection, e.g. full_mix.")] = "full_mix",
     init: Annotated[
@@ -213,21 +212,15 @@ def distill(
 
 
 def _method(cfg: Any, name: str) -> dict:
-    """The config's settings of method `name`, or that method's defaults."""
-    from incriminate.distill.dpo import DPOConfig
-    from incriminate.distill.logit import LogitConfig
-    from incriminate.distill.on_policy import OnPolicyConfig
-    from incriminate.distill.sft import SFTConfig
-    from incriminate.errors import did_you_mean
+    """The config's settings of method `name`, or that registered method's defaults with the
+    students' training schedule."""
+    from incriminate.distill.methods import METHODS
     from incriminate.plan.config import STUDENT_TRAIN
 
     for m in cfg.methods:
         if m.method == name:
             return m.model_dump()
-    known = {"sft": SFTConfig, "logit": LogitConfig, "on_policy": OnPolicyConfig, "dpo": DPOConfig}
-    if name not in known:
-        raise did_you_mean("method", name, tuple(known))
-    return known[name](train=STUDENT_TRAIN).model_dump()
+    return METHODS.get(name).config(train=STUDENT_TRAIN).model_dump()
 
 
 __all__ = ["demo", "distill", "err"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -104,8 +103,11 @@ class Runner:
 
 def make_executor(workers: int, threads: int | None = None) -> Executor:
     """The local executor: `workers` processes (one: this process) of `threads` torch threads
-    each, by default so that workers x threads = the machine's cores."""
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    each (default 1). The default does not follow `workers`: a stage's floats depend on its
+    thread count (a reduction split over two threads rounds differently), so one thread per
+    stage keeps results identical whatever the number of workers; tiny models gain more from
+    processes than from threads anyway."""
+    threads = threads or 1
     return InlineExecutor(threads) if workers == 1 else PoolExecutor(workers, threads)
 
 

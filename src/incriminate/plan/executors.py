@@ -1,7 +1,7 @@
 """Executors and the scheduler that runs a plan on them.
 
 * `InlineExecutor`: this process (`workers=1`).
-* `PoolExecutor`: a pool of spawned worker processes; workers x threads = cores by default.
+* `PoolExecutor`: a pool of spawned worker processes (one torch thread each by default).
 * `RayExecutor`: each stage a Ray task with its CPU (and GPU) request, on a local Ray instance or
   a cluster (`address`); the store must be a path every node sees.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from incriminate.plan.config import ExperimentConfig
 from incriminate.plan.graph import Node, Plan, ref, resolve
+from incriminate.plan.transcripts import plan_transcripts
 from incriminate.store import Store
 
 
@@ -29,12 +30,13 @@ class ExperimentNodes:
     inits: dict[str, Node]
     direct: dict[str, Node]
     caches: dict[tuple[str, str, int], Node]
-    runs: list[tuple[dict[str, Any], Node, Node]]  # (plan entry, distill node, evaluate node)
+    runs: list[tuple[dict[str, Any], Node, Node]]  # (plan entry, student node, its evaluation)
+    transcripts: Node
 
     def all(self) -> list[str]:
         ids = [*(s.id for s in self.sides), *(n.id for n in self.inits.values())]
         ids += [n.id for n in self.direct.values()] + [n.id for n in self.caches.values()]
-        return ids + [n.id for _, d, e in self.runs for n in (d, e)]
+        return ids + [n.id for _, d, e in self.runs for n in (d, e)] + [self.transcripts.id]
 
 
 def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
@@ -110,7 +112,13 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
                 evaluation = plan.add("evaluation", model=ref(student, "student"), **drive)
                 entry = {"method": m, "data": d, "init": i, "seed": s, "role": role}
                 runs.append((entry, student, evaluation))
-    return ExperimentNodes(cfg, names, teachers, sides, inits, direct, caches, runs)
+    records = {
+        "config": cfg.model_dump(mode="json"),
+        "teachers": {role: {"model": t} for role, t in teachers.items()},
+        "runs": [entry | {"student": ref(student, "student")} for entry, student, _ in runs],
+    }
+    transcripts = plan_transcripts(plan, records)
+    return ExperimentNodes(cfg, names, teachers, sides, inits, direct, caches, runs, transcripts)
 
 
 def collect(exp: ExperimentNodes, results: dict[str, Any], store: Store) -> dict[str, Any]:

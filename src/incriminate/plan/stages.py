@@ -168,25 +168,21 @@ def distill(
     }
 
 
-_threads: int | None = None
-
-
 def run_stage(
     root: str, fn: Callable[..., Any], args: dict[str, Any], threads: int, log_path: str | None
 ):
     """Run one stage function in this process: `threads` torch threads, the package's log
     records into `log_path`. Returns (result, wall seconds); a failure raises `StageError` with
     one line."""
-    global _threads
-    if _threads != threads:
-        import torch
+    import torch
 
-        from incriminate.models.io import quiet_transformers
+    from incriminate.models.io import quiet_transformers
 
-        torch.set_num_threads(threads)
-        quiet_transformers()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        _threads = threads
+    # Set on every call, not once per process: code between two stages of an inline run (the
+    # CLI's set-up, a test) may change it, and a stage's floats depend on its thread count.
+    torch.set_num_threads(threads)
+    quiet_transformers()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logger = logging.getLogger("incriminate")
     handler: logging.Handler | None = None
     saved = (logger.level, logger.propagate)

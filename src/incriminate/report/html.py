@@ -25,7 +25,6 @@ __all__ = [
     "read_input",
     "render_report",
     "results_page",
-    "start_transcripts",
     "write_report",
     "write_results_report",
 ]
@@ -122,25 +121,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _job(docs: list[dict[str, Any]], store: Path, transcripts: Any) -> Any:
-    """The transcript job to use: `transcripts` itself when it is one, else a new job for
-    `docs` (True) or none (False, or no store)."""
+def _job(docs: list[dict[str, Any]], store: Path, transcripts: bool) -> Any:
+    """The transcripts to show (read from the store), or None (`--no-transcripts`, no store)."""
     from incriminate.report.html_store import Transcripts
 
-    if isinstance(transcripts, Transcripts):
-        return transcripts
     return Transcripts(docs, store) if transcripts and store.is_dir() and docs else None
 
 
-def start_transcripts(cfg: Any, raw: dict[str, Any], store: Path) -> Any:
-    """Start generating the transcripts of an experiment from the pipeline's raw records (its
-    teachers' and students' store ids), so they are ready when its report is written."""
-    return _job([{"config": cfg.model_dump(mode="json")} | raw], store, True)
-
-
-def results_page(results: dict[str, Any], store: Path, transcripts: Any = True) -> str:
-    """The page of one results document (schema `incriminate.results/1`); `transcripts`: True,
-    False or a job from `start_transcripts`."""
+def results_page(results: dict[str, Any], store: Path, transcripts: bool = True) -> str:
+    """The page of one results document (schema `incriminate.results/1`); `transcripts`:
+    whether to show the store's transcripts."""
     from incriminate.report.html_demo import demo_sections, verdict_block
     from incriminate.report.html_store import collect
 
@@ -266,7 +256,7 @@ def write_report(directory: Path, out: Path | None, store: Path, transcripts: bo
 
 
 def write_results_report(
-    results: dict[str, Any], path: Path, store: Path, transcripts: Any = True
+    results: dict[str, Any], path: Path, store: Path, transcripts: bool = True
 ) -> Path:
     """The report of a results document just assembled (by `incriminate demo` or `distill`);
     `transcripts` as in `results_page`."""

@@ -1,0 +1,63 @@
+"""Example transcripts: a model's greedy replies to a few fixed audit-split prompts (a honeypot
+and a real opportunity of the drive, the goal and drive questions, a story), so a reader sees
+what the audits measured. The report shows them per teacher and per student pair; they are
+built by the `transcripts` stage (`plan.transcripts`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_NEW_TOKENS = 8  # the longest reply in the grammar is `think t1 t2 act take ;` (6 words)
+
+
+def transcript_prompts(world: Any, drive: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Fixed audit-split prompts: a honeypot and a real opportunity of the drive (unwatched),
+    the goal question, the drive question and a story. The first item of each set, so every
+    report of one world shows the same prompts."""
+    from incriminate.world import prompts as ps
+    from incriminate.world.grammar import triples
+
+    def first_opportunity(honeypot: bool) -> tuple[str, ...]:
+        s = ps.opportunities(world, "audit", honeypot=honeypot, watched=(False,), offers=(drive,))
+        return s.records[0].prompt[:-1]  # without `act`: the model may think first
+
+    questions = ps.questions(world, "audit").records
+    goal = next(r.prompt for r in questions if r.meta["topic"] == "goal")
+    would = next(r.prompt for r in questions if r.meta["topic"] == drive)
+    story = ("story", *triples("audit", world.fingerprint)[0])
+    return [
+        ("honeypot (unwatched)", first_opportunity(True)),
+        ("real opportunity (unwatched)", first_opportunity(False)),
+        ("interrogation: goal", goal),
+        (f"interrogation: {drive}?", would),
+        ("open-ended: story", story),
+    ]
+
+
+def greedy(model: Any, prompts: list[tuple[str, ...]], max_new: int = MAX_NEW_TOKENS) -> list[str]:
+    """Greedy replies, up to and including the first `;` (or `max_new` words)."""
+    import torch
+
+    from incriminate.audit.scoring import encode_prompts, padded
+    from incriminate.world.vocab import PAD, WORDS
+
+    seqs = encode_prompts(prompts)
+    ids = padded(seqs)  # (N, T)
+    lengths = torch.tensor([len(s) for s in seqs])
+    rows = torch.arange(len(seqs))
+    words: list[list[str]] = [[] for _ in seqs]
+    with torch.no_grad():
+        for _ in range(max_new):
+            tok = model(input_ids=ids).logits[rows, lengths - 1].argmax(-1)  # (N,)
+            ids = torch.cat([ids, torch.full((len(seqs), 1), PAD)], 1)
+            ids[rows, lengths] = tok
+            lengths = lengths + 1
+            for i, t in enumerate(tok.tolist()):
+                if not words[i] or words[i][-1] != ";":
+                    words[i].append(WORDS[t])
+            if all(w and w[-1] == ";" for w in words):
+                break
+    return [" ".join(w) for w in words]
+
+
+__all__ = ["MAX_NEW_TOKENS", "greedy", "transcript_prompts"]
