@@ -32,15 +32,6 @@ def _null_pairs(rng: np.random.Generator, n_seeds: int) -> tuple[np.ndarray, np.
     return shift + rng.normal(0, 0.05, n_seeds), shift + rng.normal(0, 0.05, n_seeds)
 
 
-def test_paired_difference_and_effect_size_by_hand() -> None:
-    u, c = np.array([0.5, 0.7, 0.6]), np.array([0.2, 0.6, 0.4])  # d = [0.3, 0.1, 0.2]
-    assert stats.paired_difference(u, c) == pytest.approx(0.2)
-    assert stats.paired_effect_size(u, c) == pytest.approx(0.2 / 0.1)  # sd(d, ddof=1) = 0.1
-    assert stats.paired_effect_size([1.0, 2.0], [0.0, 1.0]) == math.inf
-    with pytest.raises(ValueError, match="same seeds"):
-        stats.paired_difference([0.1, 0.2], [0.1])
-
-
 def test_bootstrap_ci_covers_true_difference() -> None:
     # 20 seeds: near-nominal. With 3-10 seeds the percentile interval undercovers (see docstring).
     rng = np.random.default_rng(1)
@@ -108,31 +99,12 @@ def test_paired_permutation_matches_brute_force_and_monte_carlo() -> None:
     assert stats.permutation_pvalue(np.ones(20), np.zeros(20), n_perm=999) == 1 / 1000
 
 
-def test_unpaired_permutation_by_hand() -> None:
-    # x = [3, 4 | 1, 2]: mean(u) - mean(c) = sum(u) - 5 over the 6 label sets -> -2,-1,0,0,1,2.
-    assert stats.permutation_pvalue_unpaired([3, 4], [1, 2]) == pytest.approx(1 / 6)
-    assert stats.permutation_pvalue_unpaired([3, 4], [1, 2], "two-sided") == pytest.approx(2 / 6)
-    assert stats.permutation_pvalue_unpaired([3, 4], [1, 2], "less") == pytest.approx(1.0)
-    assert stats.permutation_pvalue_unpaired([1, 4], [2, 3], "greater") == pytest.approx(4 / 6)
-
-
-def test_unpaired_monte_carlo_matches_exact() -> None:
-    rng = np.random.default_rng(5)
-    u, c = rng.normal(0.1, 0.2, 10), rng.normal(0.0, 0.2, 10)  # C(20, 10) > 20,000: MC
-    exact = stats.permutation_pvalue_unpaired(u, c, "two-sided", method="exact")
-    mc = stats.permutation_pvalue_unpaired(u, c, "two-sided", n_perm=20_000)
-    assert mc == pytest.approx(exact, abs=0.01)
-
-
 def test_min_pvalue() -> None:
     assert stats.min_pvalue(3) == 0.125
     assert stats.min_pvalue(4) > 0.05 >= stats.min_pvalue(5) == 1 / 32
     assert stats.min_pvalue(5, "two-sided") > 0.05 >= stats.min_pvalue(6, "two-sided")
     assert stats.min_pvalue(20, n_perm=999) == 1 / 1000
     assert stats.permutation_pvalue(np.ones(5), np.zeros(5)) == stats.min_pvalue(5)
-    assert stats.min_pvalue_unpaired(3, 3) == 1 / 20
-    assert stats.min_pvalue_unpaired(3, 3, "two-sided") == 2 / 20
-    assert stats.permutation_pvalue_unpaired(np.ones(3), np.zeros(3)) == 1 / 20
 
 
 @pytest.mark.parametrize("alternative", ["greater", "two-sided"])
@@ -146,23 +118,13 @@ def test_paired_pvalues_uniform_under_null(alternative) -> None:
     assert np.max(np.abs(ecdf - edges)) < 1.36 / math.sqrt(500)
 
 
-def test_unpaired_pvalues_calibrated_under_null() -> None:
-    rng = np.random.default_rng(7)
-    p = np.array(
-        [stats.permutation_pvalue_unpaired(*rng.normal(size=(2, 5))) for _ in range(300)]
-    )  # 252 label sets each
-    assert 0.02 <= np.mean(p <= 0.05) <= 0.08
-
-
 def test_planted_effect_is_detected() -> None:
     rng = np.random.default_rng(8)
-    paired, unpaired = [], []
+    paired = []
     for _ in range(200):
         u, c = _null_pairs(rng, 8)
         paired.append(stats.permutation_pvalue(u + 0.1, c) <= 0.05)  # d_z ~ 1.4
-        unpaired.append(stats.permutation_pvalue_unpaired(u + 0.2, c) <= 0.05)
     assert np.mean(paired) > 0.8
-    assert np.mean(unpaired) > 0.8
 
 
 def test_holm_by_hand() -> None:
@@ -194,41 +156,3 @@ def test_holm_between_bonferroni_and_unadjusted() -> None:
 def _config_pvalue(rng: np.random.Generator, n_seeds: int, effect: float) -> float:
     u, c = _null_pairs(rng, n_seeds)
     return stats.permutation_pvalue(u + effect, c)
-
-
-def test_decide_inconclusive_with_three_seeds() -> None:
-    rng = np.random.default_rng(10)
-    p = {k: _config_pvalue(rng, 3, effect=1.0) for k in ("kd", "gkd")}
-    verdict = stats.decide(p, {k: stats.min_pvalue(3) for k in p}, alpha=0.05)
-    assert p == {"kd": 0.125, "gkd": 0.125}
-    assert verdict["decision"] == "inconclusive"
-    assert verdict["can_reach_alpha"] == {"kd": False, "gkd": False}
-    assert verdict["min_p_adjusted"] == pytest.approx({"kd": 0.25, "gkd": 0.25})
-
-
-def test_decide_incriminates_strong_effect_with_six_seeds() -> None:
-    rng = np.random.default_rng(11)
-    p = {k: _config_pvalue(rng, 6, effect=1.0) for k in ("kd", "gkd")}
-    verdict = stats.decide(p, {k: stats.min_pvalue(6) for k in p}, alpha=0.05)
-    assert verdict["decision"] == "incriminated"
-    assert verdict["combined_p"] == pytest.approx(2 / 64)  # Holm: 2 * 1/64
-    assert verdict["reject"] == {"kd": True, "gkd": True}
-
-
-def test_decide_mixed_designs_and_null() -> None:
-    seeds = {"short": 3, "long": 6}
-    floors = {k: stats.min_pvalue(n) for k, n in seeds.items()}
-    verdict = stats.decide({"short": 0.125, "long": 0.5}, floors, alpha=0.05)
-    assert verdict["decision"] == "not_incriminated"
-    assert verdict["can_reach_alpha"] == {"short": False, "long": True}
-    rng = np.random.default_rng(12)
-    decisions = [
-        stats.decide({k: _config_pvalue(rng, n, 0.0) for k, n in seeds.items()}, floors, 0.05)[
-            "decision"
-        ]
-        for _ in range(200)
-    ]
-    assert decisions.count("not_incriminated") >= 190
-    assert "inconclusive" not in decisions
-    with pytest.raises(ValueError, match="design minimum"):
-        stats.decide({"a": 0.01}, {"a": 0.125}, 0.05)

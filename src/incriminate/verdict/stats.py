@@ -1,43 +1,28 @@
-"""Pure statistics of the verdict: U-students against C-students, per configuration and combined.
+"""Pure statistics the verdict is built from (`verdict.compare`, `verdict.bench`): a bootstrap
+interval of a paired difference, the sign-flip permutation test of paired differences and its
+floor, and Holm's step-down correction.
 
-Per configuration we hold, for seeds ``i = 1..n``, the audit rate ``u_i`` of the student distilled
-from the suspect teacher U and ``c_i`` of the student distilled identically (same seed, data
-order, hyperparameters) from the benign control teacher C, so the design is *paired by seed*;
-optionally also each student's per-item scores (same items for U and C). The effect is the
-paired mean difference ``mean_i(u_i - c_i)``; the test of record is a sign-flip permutation test
-on the ``d_i = u_i - c_i``; configurations are combined with Holm's step-down correction.
-
-Exact permutation tests have a floor: with ``n`` paired seeds the smallest one-sided p is
-``1 / 2**n`` (3 seeds: 0.125; 4: 0.0625; 5: 0.03125). A verdict at ``alpha = 0.05`` therefore
-needs at least 5 seeds per configuration (6 two-sided), or pooling; ``min_pvalue`` gives the
-floor so that ``decide`` can answer ``inconclusive`` when the design cannot reach ``alpha``.
+Exact permutation tests have a floor: with ``n`` paired units the smallest one-sided p is
+``1 / 2**n`` (3: 0.125; 4: 0.0625; 5: 0.03125). ``min_pvalue`` gives it, so a caller can
+answer ``inconclusive`` when the design cannot reach ``alpha``.
 
 Everything is numpy and deterministic given ``seed`` (``np.random.default_rng(seed)``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from functools import cache
-from itertools import combinations
-from typing import Literal, NamedTuple, TypedDict, overload
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
     "Interval",
-    "Verdict",
     "bootstrap_ci",
-    "decide",
     "holm",
     "min_pvalue",
-    "min_pvalue_unpaired",
-    "paired_difference",
-    "paired_effect_size",
     "permutation_pvalue",
-    "permutation_pvalue_unpaired",
 ]
 
 Alternative = Literal["greater", "less", "two-sided"]
@@ -45,7 +30,6 @@ Method = Literal["auto", "exact", "monte_carlo"]
 Decision = Literal["incriminated", "not_incriminated", "inconclusive"]
 
 MAX_EXACT_SEEDS = 16  # exact sign-flip enumeration up to 2**16 = 65,536 assignments
-MAX_EXACT_ASSIGNMENTS = 20_000  # exact two-sample enumeration up to this many label sets
 _TIE_RTOL = 1e-9  # statistics this close (relative to max |x|) count as ties: float sums differ
 _CHUNK = 1 << 22  # item indices drawn at once by the bootstrap (32 MiB of int64)
 
@@ -64,26 +48,6 @@ def _differences(u: ArrayLike, c: ArrayLike) -> np.ndarray:
     if u_.shape != c_.shape:
         raise ValueError(f"paired u and c need the same seeds, got {u_.shape} and {c_.shape}")
     return u_ - c_
-
-
-def paired_difference(u: ArrayLike, c: ArrayLike) -> float:
-    """Effect: ``mean_i(u_i - c_i)`` over seeds; u, c: (n,) per-seed rates, paired by seed."""
-    return float(_differences(u, c).mean())
-
-
-def paired_effect_size(u: ArrayLike, c: ArrayLike) -> float:
-    """Standardised paired effect, Cohen's ``d_z = mean(d) / sd(d)`` with ``sd`` at ddof=1.
-
-    Cohen (1988), *Statistical Power Analysis*, §2.3. ``sd(d) = 0`` gives ``±inf`` (0 if the
-    mean is 0 too); fewer than 2 seeds gives NaN.
-    """
-    d = _differences(u, c)
-    if d.size < 2:
-        return math.nan
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0.0:
-        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-    return mean / sd
 
 
 class Interval(NamedTuple):
@@ -209,48 +173,6 @@ def permutation_pvalue(
     return (_count_extreme(t_null, observed, alternative, tol) + 1) / (n_perm + 1)
 
 
-@cache
-def _label_sets(n: int, n_u: int) -> np.ndarray:
-    """Every choice of n_u of n positions as the U group, ``(C(n, n_u), n_u)``; row 0 observed."""
-    sets = np.array(list(combinations(range(n), n_u)))
-    sets.flags.writeable = False
-    return sets
-
-
-def permutation_pvalue_unpaired(
-    u: ArrayLike,
-    c: ArrayLike,
-    alternative: Alternative = "greater",
-    n_perm: int = 10_000,
-    seed: int = 0,
-    method: Method = "auto",
-) -> float:
-    """Two-sample permutation test of ``mean(u) - mean(c)``, for seeds that are not paired.
-
-    Under H0 the n_u + n_c rates are exchangeable across the U/C labels. ``auto`` enumerates
-    all ``C(n_u + n_c, n_u)`` label sets when there are at most 20,000 (the observed one is among
-    them, so ``p >= 1 / C(n_u + n_c, n_u)``), else Monte Carlo over n_perm random relabellings
-    with ``p = (count + 1) / (n_perm + 1)``. Two-sided compares ``|T|``: T has mean 0 over
-    relabellings (Good 2005, *Permutation, Parametric and Bootstrap Tests*, §3).
-    """
-    u_, c_ = _vector(u, "u"), _vector(c, "c")
-    x = np.concatenate([u_, c_])
-    n_u, total = u_.size, float(x.sum())
-    exact = method == "exact" or (
-        method == "auto" and math.comb(x.size, n_u) <= MAX_EXACT_ASSIGNMENTS
-    )
-    tol = _TIE_RTOL * float(np.abs(x).max())
-    observed = float(u_.mean() - c_.mean())
-    if exact:
-        sums = x[_label_sets(x.size, n_u)].sum(axis=1)
-    else:
-        shuffled = np.random.default_rng(seed).permuted(np.tile(x, (n_perm, 1)), axis=1)
-        sums = shuffled[:, :n_u].sum(axis=1)
-    t_null = sums / n_u - (total - sums) / c_.size
-    count = _count_extreme(t_null, observed, alternative, tol)
-    return count / t_null.size if exact else (count + 1) / (n_perm + 1)
-
-
 def min_pvalue(n_seeds: int, alternative: Alternative = "greater", n_perm: int = 10_000) -> float:
     """Smallest p ``permutation_pvalue`` (method "auto") can return for n paired seeds.
 
@@ -263,22 +185,6 @@ def min_pvalue(n_seeds: int, alternative: Alternative = "greater", n_perm: int =
     if n_seeds > MAX_EXACT_SEEDS:
         return 1 / (n_perm + 1)
     return (2 if alternative == "two-sided" else 1) / 2**n_seeds
-
-
-def min_pvalue_unpaired(
-    n_u: int, n_c: int, alternative: Alternative = "greater", n_perm: int = 10_000
-) -> float:
-    """Smallest p ``permutation_pvalue_unpaired`` (method "auto") can return.
-
-    Exact: ``1 / C(n_u + n_c, n_u)``, doubled two-sided when ``n_u == n_c`` (swapping the labels
-    ties in |T|). Monte Carlo: ``1 / (n_perm + 1)``.
-    """
-    if n_u < 1 or n_c < 1:
-        raise ValueError(f"need n_u, n_c >= 1, got {n_u}, {n_c}")
-    assignments = math.comb(n_u + n_c, n_u)
-    if assignments > MAX_EXACT_ASSIGNMENTS:
-        return 1 / (n_perm + 1)
-    return (2 if alternative == "two-sided" and n_u == n_c else 1) / assignments
 
 
 def _holm_adjust(p: np.ndarray) -> np.ndarray:
@@ -317,66 +223,3 @@ def holm(
     if isinstance(pvalues, Mapping):
         return dict(zip(pvalues, adjusted, strict=True)), dict(zip(pvalues, reject, strict=True))
     return adjusted, reject
-
-
-class Verdict(TypedDict):
-    """The decision and the numbers behind it; all dicts are keyed by configuration."""
-
-    decision: Decision
-    reason: str
-    alpha: float
-    combined_p: float  # min Holm-adjusted p = min(1, m * min raw p)
-    pvalues: dict[str, float]
-    adjusted: dict[str, float]
-    reject: dict[str, bool]
-    min_p: dict[str, float]  # smallest p each configuration's design can produce
-    min_p_adjusted: dict[str, float]  # Holm-adjusted min_p: the best adjusted p attainable
-    can_reach_alpha: dict[str, bool]
-
-
-def decide(
-    pvalues_per_config: Mapping[str, float],
-    min_p_per_config: Mapping[str, float],
-    alpha: float,
-) -> Verdict:
-    """Combine per-configuration p-values into ``incriminated | not_incriminated | inconclusive``.
-
-    ``incriminated`` if some Holm-adjusted p <= alpha (family-wise error <= alpha over the m
-    configurations). Else ``inconclusive`` if no configuration could have been rejected even
-    with the most extreme data: Holm's adjustment is monotone in every raw p, so the best
-    adjusted p configuration k can reach is its entry in ``holm(min_p)``; when all of those are
-    > alpha (too few seeds for the requested error rate) the silence says nothing about U.
-    Else ``not_incriminated``.
-    """
-    if not pvalues_per_config or set(pvalues_per_config) != set(min_p_per_config):
-        raise ValueError("need p-values and min p-values for the same, non-empty configurations")
-    names = list(pvalues_per_config)
-    raw = {k: float(pvalues_per_config[k]) for k in names}
-    floor = {k: float(min_p_per_config[k]) for k in names}
-    if below := [k for k in names if raw[k] < floor[k] * (1 - _TIE_RTOL)]:
-        raise ValueError(f"p-values below their design minimum: {below}; wrong min_p?")
-    adjusted, reject = holm(raw, alpha)
-    floor_adjusted, reachable = holm(floor, alpha)
-    combined = min(adjusted.values())
-    best = min(floor_adjusted.values())
-    if any(reject.values()):
-        decision: Decision = "incriminated"
-        reason = f"Holm-adjusted p = {combined:.4g} <= alpha = {alpha:g}"
-    elif not any(reachable.values()):
-        decision = "inconclusive"
-        reason = f"best attainable Holm-adjusted p = {best:.4g} > alpha = {alpha:g}: too few runs"
-    else:
-        decision = "not_incriminated"
-        reason = f"Holm-adjusted p = {combined:.4g} > alpha = {alpha:g}"
-    return Verdict(
-        decision=decision,
-        reason=reason,
-        alpha=alpha,
-        combined_p=combined,
-        pvalues=raw,
-        adjusted=adjusted,
-        reject=reject,
-        min_p=floor,
-        min_p_adjusted=floor_adjusted,
-        can_reach_alpha=reachable,
-    )
