@@ -1,24 +1,24 @@
-"""Throughput of a battery of distillation runs that differ only by seed: ours vs TRL.
+"""Throughput of stacked distillation runs that differ only by seed: ours vs TRL.
 
 Eight students (one init, eight seeds) distil one teacher on one fixed data set (the teacher's
 sampled completions), by two methods, each run by three engines:
 
 * logit: forward KL(teacher || student) at the completion tokens. `ours-seq` = `train_logit`
-  once per seed on the teacher top-k cache (top-k + tail bucket); `ours-battery` =
-  `train_battery`, all seeds in one loop; `trl` = `trl.experimental.gkd.GKDTrainer` with
+  once per seed on the teacher top-k cache (top-k + tail bucket); `ours-stacked` =
+  `train_stacked`, all seeds in one loop; `trl` = `trl.experimental.gkd.GKDTrainer` with
   lmbda = 0 (no on-policy samples), beta = 0 (forward KL), full vocabulary, the teacher run live
   on every batch. (`trl.DistillationTrainer` is purely on-policy: it cannot train on fixed data.)
-* sft: cross-entropy on the teacher's completions. `train_sft` / `train_battery` vs
+* sft: cross-entropy on the teacher's completions. `train_sft` / `train_stacked` vs
   `trl.SFTTrainer` (pre-tokenized `input_ids` + `completion_mask`, so both see the same tokens).
 
 Same steps, batch size, peak lr, warm-up, cosine decay to 10%, AdamW betas (0.9, 0.98), weight
 decay 0.01 and grad-norm clip 1.0 on both sides. Differences TRL does not let us remove: its
 warm-up starts at lr 0 (ours at lr / warmup), it decays the embedding (ours does not), it draws
 its own batch order, and GKD left-pads (RoPE is relative: same logits). TRL keeps its default
-optimizer (`adamw_torch_fused`; ours: the same fused kernel in the battery, the for-loop one in
+optimizer (`adamw_torch_fused`; ours: the same fused kernel in the stack, the for-loop one in
 `train_*`) and its per-step metrics (SFT: entropy, token accuracy). Before training, TRL's loss
 on 4 collated rows is checked against ours on the same rows. Each engine runs its
-battery in a forked child of this process (libraries already imported), so peak RSS is that
+stack in a forked child of this process (libraries already imported), so peak RSS is that
 child's `resource.getrusage(RUSAGE_SELF).ru_maxrss`; the "+MiB" column is its growth over the
 child's RSS at fork. Timings are medians of `--repeats` batteries, wall and process CPU time.
 
@@ -47,10 +47,10 @@ import numpy as np
 import torch
 
 from incriminate.distill import losses
-from incriminate.distill.battery import train_battery
 from incriminate.distill.logit import LogitConfig, train_logit
 from incriminate.distill.selections import select
 from incriminate.distill.sft import SFTConfig, train_sft
+from incriminate.distill.stacked import train_stacked
 from incriminate.distill.teacher_cache import (
     BATCH,
     TeacherCache,
@@ -66,7 +66,7 @@ from incriminate.world.vocab import PAD, WORDS, build_tokenizer
 
 # <bos> prompt completion, one space apart: the word-level tokenizer reads back our exact ids.
 CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %} {{ m['content'] }}{% endfor %}"
-ENGINES = ("ours-seq", "ours-battery", "trl")
+ENGINES = ("ours-seq", "ours-stacked", "trl")
 
 
 @dataclass
@@ -175,9 +175,9 @@ def ours_seq(b: Bench, method: str) -> tuple[list[list[float]], list[Any], int]:
     return histories, students, 0
 
 
-def ours_battery(b: Bench, method: str) -> tuple[list[list[float]], list[Any], int]:
+def ours_stacked(b: Bench, method: str) -> tuple[list[list[float]], list[Any], int]:
     students = [load_model(b.student_dir) for _ in b.seeds]
-    return train_battery(students, b.cache, recipe_config(method, b.train), b.seeds), students, 0
+    return train_stacked(students, b.cache, recipe_config(method, b.train), b.seeds), students, 0
 
 
 def trl_args(b: Bench, seed: int) -> dict[str, Any]:
@@ -293,7 +293,7 @@ def check_same_objective(b: Bench, method: str, trainer: Any) -> None:
 
 RUNNERS: dict[str, Callable[[Bench, str], tuple[list[list[float]], list[Any], int]]] = {
     "ours-seq": ours_seq,
-    "ours-battery": ours_battery,
+    "ours-stacked": ours_stacked,
     "trl": trl_runs,
 }
 
@@ -364,7 +364,7 @@ def main() -> None:
     ap.add_argument("--preset", default="micro", help="model size of teacher and students")
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
     ap.add_argument("--repeats", type=int, default=3, help="batteries timed per engine (median)")
-    ap.add_argument("--seeds", type=int, default=8, help="runs in the battery")
+    ap.add_argument("--seeds", type=int, default=8, help="runs in the stack")
     ap.add_argument("--prompts", type=int, default=2000, help="distill prompts in the cache")
     ap.add_argument("--quick", action="store_true", help="nano, 2 seeds, 4 steps, 1 repeat")
     args = ap.parse_args()
@@ -395,7 +395,7 @@ def main() -> None:
             f"teacher forward tokens (padded): ours {b.cache_teacher_tokens}, once, building the "
             "cache (shared by every run of both methods); TRL: the column 'teacher tok'"
         )
-        # Student tokens (prompt + completion, no padding) per second, over the whole battery.
+        # Student tokens (prompt + completion, no padding) per second, over the whole stack.
         n_tok = len(b.seeds) * b.train.steps * b.train.batch_size * mean_len
         print(
             f"{'method':<6} {'engine':<13} {'wall s':>7} {'cpu s':>7} {'tok/s':>7} "

@@ -1,4 +1,4 @@
-"""A battery of distillation runs that differ only by seed, trained in one loop.
+"""Stacked students: distillation runs that differ only by seed, trained in one loop.
 
 An audit repeats a distillation run over many seeds: same teacher cache, same student init, same
 method. The N students are stacked (`torch.func.stack_module_state`) and run as one model under
@@ -7,7 +7,7 @@ tensors instead of N times: the per-step overhead (Python, module dispatch, kern
 paid once per step, not once per student.
 
 Student i reproduces `train_sft` / `train_logit` (student_i, cache, cfg, seeds[i]) up to float
-reassociation (tests/distill/test_battery.py states the tolerance); LoRA (PEFT) students too:
+reassociation (tests/distill/test_stacked.py states the tolerance); LoRA (PEFT) students too:
 
 * its own batch order, `cache.batches(batch_size, np.random.default_rng(seed))`;
 * the same objective on the same tokens: the N batches of a step are read as one right-padded
@@ -20,7 +20,7 @@ reassociation (tests/distill/test_battery.py states the tolerance); LoRA (PEFT) 
 
 Two vmap gaps are worked around: CPU SDPA has no batching rule (a slow per-student fallback), so
 the forward uses HF's eager attention (equal to ~1e-7); and the embedding's batched backward
-honours `padding_idx` for student 0 only (see `train_battery`).
+honours `padding_idx` for student 0 only (see `train_stacked`).
 
 Measured with 8 students, batch 32, one shared CPU core (benchmarks/distill_throughput.py):
 1.2-1.4x the throughput of 8 sequential runs for nano (0.08M) and micro (0.2M) students; none
@@ -81,7 +81,7 @@ def objective(cfg: SFTConfig | LogitConfig, cache: TeacherCache) -> Objective:
 
 def _check(students: list[Any], seeds: list[int]) -> None:
     if not students:
-        raise ValueError("students is empty: a battery needs at least one student")
+        raise ValueError("students is empty: a stack needs at least one student")
     if len(seeds) != len(students):
         raise ValueError(f"seeds has {len(seeds)} entries for {len(students)} students")
     if len({id(s) for s in students}) != len(students):
@@ -107,7 +107,7 @@ def clip_grad_norms(grads: list[Tensor], max_norm: float) -> Tensor:
     return total
 
 
-def train_battery(
+def train_stacked(
     students: list[Any],
     cache: TeacherCache,
     cfg: SFTConfig | LogitConfig,
@@ -172,7 +172,7 @@ def train_battery(
         values = step_losses.tolist()
         for h, v in zip(history, values, strict=True):
             h.append(v)
-        log.debug("battery step %d losses %s", step, values)
+        log.debug("stack step %d losses %s", step, values)
         if on_step is not None:
             on_step(step, values)
     with torch.no_grad():
@@ -183,4 +183,4 @@ def train_battery(
     return history
 
 
-__all__ = ["clip_grad_norms", "objective", "train_battery"]
+__all__ = ["clip_grad_norms", "objective", "train_stacked"]

@@ -1,4 +1,4 @@
-"""`train_battery`: N students in one vmapped loop reproduce N sequential `train_sft` /
+"""`train_stacked`: N students in one vmapped loop reproduce N sequential `train_sft` /
 `train_logit` runs, on a nano teacher (the naive organism) and student (its instruct parent)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from incriminate.distill.battery import clip_grad_norms, train_battery
 from incriminate.distill.logit import LogitConfig, train_logit
 from incriminate.distill.sft import SFTConfig, train_sft
+from incriminate.distill.stacked import clip_grad_norms, train_stacked
 from incriminate.distill.teacher_cache import (
     load_teacher_cache,
 )
@@ -57,7 +57,7 @@ def _max_weight_diff(a, b) -> float:
 
 
 @pytest.mark.parametrize("method", list(RECIPES))
-def test_battery_reproduces_sequential_runs(world, method):
+def test_stacked_students_reproduce_sequential_runs(world, method):
     student, cache = world
     # The cases that can break a batched run: batches of different widths (padded to a common
     # one), and the pad token sampled inside completions (vmap's embedding backward honours
@@ -67,16 +67,16 @@ def test_battery_reproduces_sequential_runs(world, method):
     fn, cfg = RECIPES[method]
     sequential = [load_model(student) for _ in SEEDS]
     expected = [fn(m, cache, cfg, s) for m, s in zip(sequential, SEEDS, strict=True)]
-    battery = [load_model(student) for _ in SEEDS]
+    stack = [load_model(student) for _ in SEEDS]
     seen = []
 
-    history = train_battery(battery, cache, cfg, SEEDS, on_step=lambda i, v: seen.append((i, v)))
+    history = train_stacked(stack, cache, cfg, SEEDS, on_step=lambda i, v: seen.append((i, v)))
 
     np.testing.assert_allclose(history, expected, rtol=0, atol=LOSS_ATOL)
     assert [i for i, _ in seen] == list(range(cfg.train.steps))
     assert [v for _, v in seen] == [list(step) for step in zip(*history, strict=True)]
     start = load_model(student)
-    for seq, bat in zip(sequential, battery, strict=True):
+    for seq, bat in zip(sequential, stack, strict=True):
         assert _max_weight_diff(seq, bat) < WEIGHT_ATOL
         assert _max_weight_diff(bat, start) > 100 * WEIGHT_ATOL  # and it did train
         assert not bat.training
@@ -90,16 +90,16 @@ def test_lora_students_train_their_adapters_only_as_sequential_runs_do(world):
     cfg = LogitConfig(train=TRAIN.model_copy(update={"steps": 10}))
     sequential = [with_lora(load_model(student), LoraOptions(), s) for s in (0, 1)]
     expected = [train_logit(m, cache, cfg, s) for m, s in zip(sequential, (0, 1), strict=True)]
-    battery = [with_lora(load_model(student), LoraOptions(), s) for s in (0, 1)]
-    frozen = [n for n, p in battery[0].named_parameters() if not p.requires_grad]
-    before = {n: p.detach().clone() for n, p in battery[1].named_parameters()}
+    stack = [with_lora(load_model(student), LoraOptions(), s) for s in (0, 1)]
+    frozen = [n for n, p in stack[0].named_parameters() if not p.requires_grad]
+    before = {n: p.detach().clone() for n, p in stack[1].named_parameters()}
 
-    history = train_battery(battery, cache, cfg, [0, 1])
+    history = train_stacked(stack, cache, cfg, [0, 1])
 
     np.testing.assert_allclose(history, expected, rtol=0, atol=LOSS_ATOL)
-    for seq, bat in zip(sequential, battery, strict=True):
+    for seq, bat in zip(sequential, stack, strict=True):
         assert _max_weight_diff(seq, bat) < WEIGHT_ATOL
-    after = dict(battery[1].named_parameters())
+    after = dict(stack[1].named_parameters())
     assert frozen and all(torch.equal(after[n], before[n]) for n in frozen)
     assert any(not torch.equal(after[n], before[n]) for n in after if "lora_B" in n)
 
@@ -108,7 +108,7 @@ def test_seeds_set_the_batch_order_and_nothing_else(world):
     student, cache = world
     cfg = SFTConfig(train=TRAIN.model_copy(update={"steps": 8}))
     students = [load_model(student) for _ in range(3)]
-    h = train_battery(students, cache, cfg, [0, 1, 0])
+    h = train_stacked(students, cache, cfg, [0, 1, 0])
     np.testing.assert_allclose(h[0], h[2], rtol=0, atol=LOSS_ATOL)
     assert _max_weight_diff(students[0], students[2]) < WEIGHT_ATOL
     assert max(abs(a - b) for a, b in zip(h[0], h[1], strict=True)) > 1e-2
@@ -156,15 +156,15 @@ def test_bad_input_names_the_field(world):
     cfg = SFTConfig(train=TRAIN)
     a, b = load_model(student), load_model(student)
     with pytest.raises(ValueError, match="students is empty"):
-        train_battery([], cache, cfg, [])
+        train_stacked([], cache, cfg, [])
     with pytest.raises(ValueError, match="seeds has 1 entries for 2 students"):
-        train_battery([a, b], cache, cfg, [0])
+        train_stacked([a, b], cache, cfg, [0])
     with pytest.raises(ValueError, match="same model object twice"):
-        train_battery([a, a], cache, cfg, [0, 1])
+        train_stacked([a, a], cache, cfg, [0, 1])
     with pytest.raises(ValueError, match=r"students\[1\] has another architecture"):
-        train_battery([a, new_model("micro", 0)], cache, cfg, [0, 1])
+        train_stacked([a, new_model("micro", 0)], cache, cfg, [0, 1])
     with pytest.raises(ValueError, match="temperature"):
-        train_battery([a, b], cache, LogitConfig(train=TRAIN, temperature=2.0), [0, 1])
+        train_stacked([a, b], cache, LogitConfig(train=TRAIN, temperature=2.0), [0, 1])
 
 
 @pytest.mark.slow
@@ -179,7 +179,7 @@ def test_benchmark_quick_runs_and_prints_the_table():
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    engines = ("ours-seq", "ours-battery", "trl")
+    engines = ("ours-seq", "ours-stacked", "trl")
     table = {}
     for line in run.stdout.splitlines():
         fields = line.split()
@@ -192,7 +192,7 @@ def test_benchmark_quick_runs_and_prints_the_table():
         # Our runs read the teacher cache; only TRL's GKD runs the teacher while training.
         assert (teacher > 0) == ((method, engine) == ("logit", "trl")), (method, engine)
     for method in ("logit", "sft"):
-        # The battery reproduces the sequential runs (the table prints 4 decimals).
-        assert abs(table[method, "ours-seq"][5] - table[method, "ours-battery"][5]) <= 2e-4
-        assert f"{method} ours-battery/trl: wall" in run.stdout
+        # The stack reproduces the sequential runs (the table prints 4 decimals).
+        assert abs(table[method, "ours-seq"][5] - table[method, "ours-stacked"][5]) <= 2e-4
+        assert f"{method} ours-stacked/trl: wall" in run.stdout
     assert "teacher forward tokens (padded): ours" in run.stdout
