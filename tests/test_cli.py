@@ -116,7 +116,7 @@ def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch)
         (["demo", "--quick", "seeds"], "not of the form key=value"),
         (["demo", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["demo", "--quick", "--workers", "0"], "--workers must be at least 1"),
-        (["distill", "--method", "ppo"], "unknown method 'ppo'"),
+        (["distill", "--method", "ppo"], "unknown distillation method 'ppo'"),
         (["distill", "--data", "ful_mix"], "did you mean 'full_mix'"),
         (["distill", "--init", "other"], "did you mean 'other_base'"),
         (["distill", "--teacher", "t"], "--teacher and --control go together"),

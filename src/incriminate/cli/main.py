@@ -12,6 +12,7 @@ from incriminate.cli import organisms
 from incriminate.cli import run as commands
 from incriminate.cli import sweep as sweep_command
 from incriminate.cli.console import err
+from incriminate.cli.ls import ls
 from incriminate.cli.report import report
 from incriminate.cli.repro import app as repro_app
 
@@ -31,6 +32,7 @@ app.command("bench")(bench_command.bench)
 app.command("sweep")(sweep_command.sweep)
 app.command("results")(sweep_command.results)
 app.command("report")(report)
+app.command("ls")(ls)
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# The built-in distillation methods register themselves (`distill.methods.METHODS`) on import.
-from incriminate.distill import dpo, logit, on_policy, sft  # noqa: F401
+from incriminate.distill import dpo, logit, sft  # the package registers the built-in methods
 from incriminate.distill.methods import MethodConfig, MethodSettings
 from incriminate.distill.selections import SELECTIONS
 from incriminate.distill.teacher_cache import TeacherCacheConfig
