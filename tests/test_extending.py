@@ -68,7 +68,10 @@ def test_a_method_from_outside_the_package_trains_every_student(tmp_path: Path):
         stored = json.loads((student.path / "losses.json").read_text())
         assert stored == [round(x, 6) for x in again.losses] and len(stored) == 6
         assert r["first_loss"] == round(again.losses[0], 5)
-        assert student.manifest["tokens"] == again.metrics["tokens"] > 0
+        assert student.manifest["metrics"]["tokens"] == again.metrics["tokens"] > 0
+        assert r["metrics"] == {
+            "tokens": again.metrics["tokens"]
+        }  # a new method's metrics reach the run
         curves.append(stored)
     assert curves[0] != curves[1]  # the two teachers' caches differ
 

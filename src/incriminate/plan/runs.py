@@ -165,7 +165,7 @@ def distill_student(
             "first_loss": round(losses[0], 5),
             "final_loss": round(sum(tail) / len(tail), 5),
             "steps": len(losses),
-            **metrics,
+            "metrics": metrics,
         }
 
     return store.build("student", inputs, make, seed=seed)

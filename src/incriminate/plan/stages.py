@@ -33,6 +33,9 @@ STAGES: Registry[Callable[..., Any]] = Registry("stage")
 """Stage name -> function `(store, **json_args) -> JSON result`."""
 
 
+DPO_METRICS = ("pairs", "reward_margin", "pair_agreement")
+
+
 def stage(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a stage function under `name` (the kind of artifact it builds)."""
     return STAGES.register(name)
@@ -164,7 +167,9 @@ def distill(
         "student": _ref(student),
         "first_loss": m["first_loss"],
         "final_loss": m["final_loss"],
-        "metrics": {k: m[k] for k in ("pairs", "reward_margin", "pair_agreement") if k in m},
+        # Every metric the method reported; students built before metrics had their own key
+        # kept dpo's at the top of the manifest.
+        "metrics": m.get("metrics", {k: m[k] for k in DPO_METRICS if k in m}),
     }
 
 
