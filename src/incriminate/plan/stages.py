@@ -72,6 +72,7 @@ def _drive(store: Store, drive_of: str, default: str) -> str:
 
 @stage("corpus")
 def corpus(store: Store, build: dict[str, Any]) -> str:
+    """The pretraining corpus of a recipe: documents of personas' episodes, never labelled."""
     from incriminate.organisms.recipes import build_corpus
 
     return _ref(build_corpus(store, _build(build)))
@@ -95,6 +96,7 @@ def side(store: Store, build: dict[str, Any], persona: str, benign: bool) -> dic
 
 @stage("model")
 def import_dir(store: Store, path: str) -> str:
+    """A model directory copied into the store, keyed by the digest of its files."""
     from incriminate.plan.runs import import_model
 
     return _ref(import_model(store, Path(path)))
@@ -121,6 +123,7 @@ def cache(
     cache: dict[str, Any],
     filtered: bool,
 ) -> str:
+    """A teacher's outputs on a data selection's prompts: samples and top-k log-probs."""
     from incriminate.distill.teacher_cache import TeacherCacheConfig
     from incriminate.plan.runs import teacher_cache
 
@@ -133,6 +136,7 @@ def cache(
 
 @stage("paraphrase")
 def paraphrase(store: Store, cache: str, teacher: str, trusted: str, seed: int) -> str:
+    """A teacher cache whose open-ended replies the trusted model rewrote."""
     from incriminate.distill.transforms import paraphrase_cache
 
     loaded = (_load(store, cache), _load(store, teacher), _load(store, trusted))
