@@ -35,7 +35,7 @@ def registries() -> dict[str, Any]:
     method modules import torch) and the plugins (`registry.PLUGINS`)."""
     # config: methods, selections, inits, presets, transforms; bench_config: batteries, audits;
     # stages and the zoo benchmark's (bench).
-    from incriminate.plan import bench, bench_config, config, stages  # noqa: F401
+    from incriminate.plan import bench, bench_config, config, organisms, stages, transcripts  # noqa: F401
     from incriminate.registry import REGISTRIES, load_plugins
 
     load_plugins()
