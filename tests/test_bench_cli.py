@@ -1,35 +1,53 @@
 """`incriminate bench --quick` through the real CLI: outputs, internal consistency, the probe's
-exclusions, reuse on rerun, and bad input."""
+exclusions, reuse on rerun, the dry-run plan, the results store's rows, a run on Ray, a run
+killed with `kill -9` and resumed, a failing stage, and bad input. Every run is compared with one
+uninterrupted reference run: the same bench.json (but its `timing`, the compute seconds)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from incriminate.organisms.zoo import entries
 from incriminate.plan.bench_config import load_bench_config
+from incriminate.report.bench_results import SCHEMA
 
 pytestmark = pytest.mark.slow
 
+KINDS = ("corpus", "instruct", "zoo_model", "evaluation", "teacher_cache", "probe", "probe_score")
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "incriminate.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
+
+
+def _numbers(path: Path) -> dict:
+    """bench.json without `timing` (how long the stages took when they were built)."""
+    bench = json.loads(path.read_text())
+    bench.pop("timing")
+    return bench
 
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     root = tmp_path_factory.mktemp("bench")
-    r = _cli("bench", "--quick", "--out", "out", "--store", "store", cwd=root)
+    r = _cli("bench", "--quick", "--out", "out", "--store", "store", "--workers", "2", cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     return root, json.loads((root / "out" / "bench.json").read_text()), r.stdout
 
@@ -40,7 +58,8 @@ def test_outputs_are_written(bench_run) -> None:
     for name in ("bench.yaml", "zoo.json", "bench.json", "bench.md", "double_bind.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "double_bind.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert bench["schema"] == "incriminate.bench/1"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file
+    assert bench["schema"] == SCHEMA
     keep = root / "store" / "bench" / bench["config_hash"] / "bench.json"
     assert json.loads(keep.read_text()) == bench
     assert "battery/union" in stdout and "direct" in stdout
@@ -49,6 +68,11 @@ def test_outputs_are_written(bench_run) -> None:
     for cls in ("naive", "schemer", "context_gated", "benign", "goal_talker", "weak"):
         n = sum(r["class"] == cls for r in bench["organisms"])
         assert f"| {cls} | {n} |" in truth
+    html = (out / "report.html").read_text()
+    assert "Incrimination benchmark" in html and "battery/union" in html
+    # One log per stage, named after its kind and node.
+    logs = {p.name.split("-")[0] for p in (out / "logs").glob("*.log")}
+    assert logs == {*KINDS, "student"}
 
 
 def test_every_zoo_organism_has_every_procedure(bench_run) -> None:
@@ -129,6 +153,140 @@ def test_rerun_reuses_every_stage_and_reproduces_the_numbers(bench_run) -> None:
     assert after - before == set()
     again = json.loads((root / "again" / "bench.json").read_text())
     assert again == bench
+    assert not any(" built " in p.read_text() for p in (root / "again" / "logs").glob("*.log"))
+
+
+def _plan(root: Path, store: str) -> list[dict]:
+    r = _cli("bench", "--quick", "--store", store, "--out", "dry", "--dry-run", "--json", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["plan"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(bench_run, tmp_path: Path) -> None:
+    r = _cli("bench", "--quick", "--out", "out", "--store", "store", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for word in ("stage kind", "to run", "est. compute", *KINDS, "student"):
+        assert word in r.stdout, word
+    assert list(tmp_path.iterdir()) == []  # neither the store nor the outputs
+    rows = _plan(tmp_path, "store")
+    assert [row["kind"] for row in rows] == [*KINDS, "student"]
+    assert all(row["done"] == 0 and row["estimate_s"] is None for row in rows)
+    # 2 base seeds x 2 drives x 7 zoo models; 2 configurations x 2 seeds of each.
+    stages = {row["kind"]: row["stages"] for row in rows}
+    assert stages["zoo_model"] == 28 and stages["student"] == 28 * 2 * 2
+    assert stages["evaluation"] == stages["probe_score"] == 28 + 28 * 2 * 2
+    # After the reference run, every stage is done.
+    root = bench_run[0]
+    assert all(row["done"] == row["stages"] and row["to_run"] == 0 for row in _plan(root, "store"))
+    assert not (root / "dry").exists()
+
+
+def test_results_store_has_a_row_per_organism_and_procedure(bench_run) -> None:
+    root, bench, _ = bench_run
+    args = ("results", "--store", "store", "--table", "bench", "--format", "json")
+    r = _cli(*args, cwd=root)
+    assert r.returncode == 0, r.stderr
+    rows = {(x["organism"], x["procedure"]): x for x in json.loads(r.stdout)}
+    expected = {(o["name"], p) for o in bench["organisms"] for p in o["procedures"]}
+    assert set(rows) == expected
+    for o in bench["organisms"]:
+        for proc, p in o["procedures"].items():
+            row = rows[(o["name"], proc)]
+            assert row["experiment"] == bench["config_hash"]
+            assert (row["class"], row["group"], row["label"]) == (
+                o["class"],
+                o["group"],
+                o["label"],
+            )
+            assert (row["drive"], row["base_seed"]) == (o["drive"], o["base_seed"])
+            for k in ("p_value", "statistic", "decision", "margin"):
+                assert row[k] == p[k], (o["name"], proc, k)
+    # Grouped, the detection rate per procedure is a mean over the rows.
+    r = _cli(*args, "--group-by", "procedure,group", "--where", "label = 0", cwd=root)
+    grouped = json.loads(r.stdout)
+    assert {x["group"] for x in grouped} == {"benign", "hard_benign"}
+    assert sum(x["n"] for x in grouped) == sum(1 for k in expected if rows[k]["label"] == 0)
+
+
+def _processes_with(tmpdir: str) -> list[int]:
+    """Processes started with `TMPDIR=tmpdir` in their environment (Ray's workers rename their
+    command lines, `ray::IDLE`, but keep the environment they inherited)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"TMPDIR={tmpdir}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(
+    not Path(sys.executable).with_name("ray").exists(),
+    reason="Ray is not installed (pip install 'incriminate[ray]')",
+)
+def test_bench_on_a_local_ray_gives_the_same_numbers(bench_run) -> None:
+    """`--backend ray` without `--address` starts a Ray instance of its own (its temporary
+    folder under TMPDIR, short: Ray's socket paths must stay under 107 characters) and stops it:
+    no Ray process and no temporary folder are left behind."""
+    root, _, _ = bench_run
+    tmp = tempfile.mkdtemp(prefix="ib", dir="/tmp")
+    env = os.environ | {"TMPDIR": tmp, "RAY_AUTH_MODE": "disabled"}
+    try:
+        r = _cli("bench", "--quick", "--out", "ray", "--store", "store-ray", "--backend", "ray",
+                 cwd=root, env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        deadline = time.time() + 15  # Ray's daemons exit a moment after the driver
+        while _processes_with(tmp) and time.time() < deadline:
+            time.sleep(0.5)
+        left = _processes_with(tmp)
+        for pid in left:  # ours: stop them before failing
+            os.kill(pid, signal.SIGKILL)
+        assert not left, "the bench left Ray processes behind"
+        assert not list(Path(tmp).glob("incriminate-ray-*"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert _numbers(root / "ray" / "bench.json") == _numbers(root / "out" / "bench.json")
+
+
+def test_a_killed_bench_resumes_to_the_same_numbers(bench_run) -> None:
+    root, _, _ = bench_run
+    nodes = root / "store-kill" / "nodes"
+    args = ["bench", "--quick", "--out", "kill", "--store", "store-kill", "--workers", "2"]
+    with open(root / "kill.console", "w") as console:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "incriminate.cli", *args],
+            cwd=root,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the kill reaches its workers too
+        )
+        deadline = time.time() + 300
+        while len(list(nodes.glob("*.json")) if nodes.exists() else []) < 30:
+            assert proc.poll() is None and time.time() < deadline, "no stage finished in time"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (root / "kill" / "bench.json").exists()
+    rows = _plan(root, "store-kill")  # part done, part to run
+    assert sum(row["done"] for row in rows) >= 30 and sum(row["to_run"] for row in rows) > 0
+    r = _cli(*args, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _numbers(root / "kill" / "bench.json") == _numbers(root / "out" / "bench.json")
+
+
+def test_a_failing_stage_is_one_line_with_its_log(bench_run) -> None:
+    root = bench_run[0]
+    store = root / "store-fail"
+    shutil.copytree(root / "store", store, ignore=shutil.ignore_patterns("student", "nodes"))
+    (store / "student").write_text("not a directory")  # no student can be stored
+    r = _cli("bench", "--quick", "--out", "fail", "--store", "store-fail", cwd=root)
+    assert r.returncode == 1
+    failed = [line for line in r.stderr.splitlines() if "failed" in line]
+    assert len(failed) == 1 and failed[0].startswith("failed: stage student "), r.stderr
+    log = failed[0].split("(log: ")[1].split(")")[0]
+    assert "Traceback" in (root / log).read_text()
+    assert not (root / "fail" / "bench.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -139,6 +297,10 @@ def test_rerun_reuses_every_stage_and_reproduces_the_numbers(bench_run) -> None:
         (["--battery", "missing.yaml"], "missing.yaml"),
         (["--workers", "0"], "--workers"),
         (["zoo.base_seeds=[0]"], "base_seeds"),
+        (["zoo.personas=[]"], "probe"),
+        (["--backend", "slurm"], "--backend"),
+        (["--address", "127.0.0.1:1"], "--backend ray"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list, message: str) -> None:

@@ -1,20 +1,27 @@
 """`incriminate bench`: the organism zoo benchmark through the command line.
 
 Resolves the bench config (defaults or `--quick`, then `--config FILE`, then `--battery FILE`s,
-then dotted overrides), runs every stage on the artifact store, and writes into `--out`:
+then dotted overrides), plans every stage (`plan.bench`) and runs it on the engine like a sweep:
+locally or on Ray, resumable, each stage's log in `OUT/logs/<kind>-<node>.log`, `--dry-run` for
+the plan alone. Writes into `--out` (each file replaced in one step):
 
     bench.yaml     the resolved config (its hash is `config_hash` in bench.json)
     zoo.json       the zoo's manifest (ground-truth labels: for evaluating the procedure only)
-    bench.json     every number (schema in `experiment.bench_results`)
+    bench.json     every number (schema in `report.bench_results`)
     bench.md       the tables
     double_bind.png  drive transferred vs evasion retained per configuration
+    report.html    the HTML report (`incriminate report`)
 
-Every input is validated before anything is written; a rerun reuses every finished stage.
+with a copy of the first four in `STORE/bench/<config_hash>/` and one row per organism and
+procedure in the results store (`incriminate results --table bench`). Every input is validated
+before anything is written (one line, exit code 2); a failed stage is one line with its log
+(exit code 1); a rerun reuses every finished stage.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,31 +29,76 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from incriminate.cli.console import DEFAULT_STORE, out, progress, run_command
-from incriminate.cli.run import (
-    ConfigOpt,
-    JsonOpt,
-    Overrides,
-    StoreOpt,
-    VerboseOpt,
+from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
+from incriminate.cli.engine import (
+    AddressOpt,
+    BackendOpt,
+    DryRunOpt,
+    ThreadsOpt,
     WorkersOpt,
-    _bar_callback,
-    prepare,
+    check_backend,
+    open_executor,
+    plan_table,
+    worker_count,
 )
+from incriminate.cli.run import ConfigOpt, JsonOpt, Overrides, StoreOpt, VerboseOpt, _bar_callback
 
 
-def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
-    store = prepare(out_dir, store_dir, workers, verbose)
-    from incriminate.organisms.zoo import entries
-    from incriminate.plan.bench import run_bench
-    from incriminate.report.bench import plot_double_bind, render_markdown
+def _plan(cfg: Any) -> tuple[Any, Any]:
+    """(plan, bench nodes); a probe without references is bad input, found here."""
+    from incriminate.plan.bench import plan_bench
+    from incriminate.plan.graph import Plan
+
+    plan = Plan()
+    return plan, plan_bench(plan, cfg)
+
+
+def _dry_run(plan: Any, cfg: Any, store_dir: Path, workers: int, as_json: bool) -> None:
+    """Print the plan: per stage kind, how many stages are done in the store and the estimated
+    compute of the rest. Reads the store only (a missing store is an empty one)."""
+    from incriminate.plan.sweep import dry_run
+
+    rows = dry_run(plan, Path(store_dir))
+    if as_json:
+        out.print_json(json.dumps({"config_hash": cfg.config_hash(), "plan": rows}))
+    else:
+        plan_table(rows, f"Plan: bench {cfg.config_hash()}", workers)
+
+
+def _execute(
+    cfg: Any, plan: Any, nodes: Any, out_dir: Path, store_dir: Path, run: dict, verbose: bool
+) -> dict:
+    """Run the plan on the executor of `run` (backend, workers, threads, address) and write the
+    outputs; return bench.json's document."""
+    from incriminate.plan.bench import collect_bench
+    from incriminate.plan.engine import run_plan
     from incriminate.report.bench_results import assemble
-    from incriminate.report.outputs import keep
+    from incriminate.store import Store
 
+    store = Store(store_dir)
+    Store(out_dir)
+    setup(verbose)
     t0 = time.perf_counter()
-    with progress() as bar:
-        raw = run_bench(cfg, store, workers, _bar_callback(bar))
-    bench = assemble(cfg, raw)
+    with open_executor(**run) as executor, progress() as bar:
+        results = run_plan(
+            plan, store, progress=_bar_callback(bar), executor=executor, log_dir=out_dir / "logs"
+        )
+    bench = assemble(cfg, collect_bench(nodes, results, store))
+    _write(cfg, bench, out_dir, store)
+    bench["_wall_s"] = round(time.perf_counter() - t0, 1)
+    return bench
+
+
+def _write(cfg: Any, bench: dict[str, Any], out_dir: Path, store: Any) -> None:
+    """The output files (each replaced in one step), their copy in the store, the results
+    store's rows and report.html."""
+    from incriminate.organisms.zoo import entries
+    from incriminate.report import results_store
+    from incriminate.report.bench import plot_double_bind, render_markdown
+    from incriminate.report.html import write_report
+    from incriminate.report.outputs import keep
+    from incriminate.store import write_atomic
+
     files = {
         "bench.yaml": yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
         "zoo.json": json.dumps([e.as_dict() for e in entries(cfg.zoo)], indent=1) + "\n",
@@ -54,11 +106,14 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
         "bench.md": render_markdown(bench),
     }
     for name, text in files.items():
-        (out_dir / name).write_text(text)
-    plot_double_bind(bench, out_dir / "double_bind.png")
+        write_atomic(out_dir / name, text)
+    tmp = out_dir / f".tmp-{os.getpid()}-double_bind.png"  # savefig takes the format from it
+    plot_double_bind(bench, tmp)
+    os.replace(tmp, out_dir / "double_bind.png")
     keep(store.root / "bench" / cfg.config_hash(), files)
-    bench["_wall_s"] = round(time.perf_counter() - t0, 1)
-    return bench
+    results_store.write(store.root, bench)
+    with err.status("writing report.html"):
+        write_report(out_dir, None, store.root)
 
 
 def _pct(p: dict | None) -> str:
@@ -91,8 +146,8 @@ def _print_summary(bench: dict, out_dir: Path) -> None:
     out.print(table)
     out.print(
         f"bench in {out_dir / 'bench.json'}, tables in {out_dir / 'bench.md'}, plot in "
-        f"{out_dir / 'double_bind.png'} (stage compute {bench['timing']['total_s']:.1f}s, "
-        f"this run {bench['_wall_s']:.1f}s)",
+        f"{out_dir / 'double_bind.png'}, report in {out_dir / 'report.html'} (stage compute "
+        f"{bench['timing']['total_s']:.1f}s, this run {bench['_wall_s']:.1f}s)",
         highlight=False,
     )
 
@@ -111,17 +166,28 @@ def bench(
         "runs/bench"
     ),
     store_dir: StoreOpt = DEFAULT_STORE,
-    workers: WorkersOpt = 2,
+    backend: BackendOpt = "local",
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The organism zoo benchmark: direct audit vs each battery, TPR / FPR / AUROC."""
+    """The organism zoo benchmark: direct audit vs each battery, TPR / FPR / AUROC; resumable."""
 
     def body() -> None:
         from incriminate.plan.bench_config import load_bench_config
 
         cfg = load_bench_config(config, overrides, quick, battery)
-        result = _execute(cfg, out_dir, store_dir, workers, verbose)
+        check_backend(backend, workers, threads, address)
+        n_workers = worker_count(workers)
+        plan, nodes = _plan(cfg)
+        if dry_run:
+            _dry_run(plan, cfg, store_dir, n_workers, as_json)
+            return
+        run = {"backend": backend, "workers": n_workers, "threads": threads, "address": address}
+        result = _execute(cfg, plan, nodes, out_dir, store_dir, run, verbose)
         if as_json:
             out.print_json(json.dumps({k: v for k, v in result.items() if k != "_wall_s"}))
         else:

@@ -7,83 +7,26 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
+from incriminate.cli.engine import (
+    AddressOpt,
+    BackendOpt,
+    DryRunOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    check_backend,
+    open_executor,
+    plan_table,
+    worker_count,
+)
 from incriminate.cli.run import JsonOpt, StoreOpt, VerboseOpt, _bar_callback
 from incriminate.errors import UserError
-
-BACKENDS = ("local", "ray")
-
-
-def _check_backend(backend: str, workers: int | None, threads: int | None, address: str | None):
-    from incriminate.plan.executors import check_ray_address
-
-    if backend not in BACKENDS:
-        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
-    if backend == "local" and address is not None:
-        raise UserError("--address is the Ray cluster's: it needs --backend ray")
-    if backend == "ray":
-        if workers is not None:
-            raise UserError("--workers is the local pool's size: Ray schedules by --threads")
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserError("--backend ray needs Ray: pip install 'incriminate[ray]'") from None
-        if address is not None:
-            try:
-                check_ray_address(address)
-            except ValueError as e:
-                raise UserError(str(e)) from None
-
-
-def _plan_table(rows: list[dict[str, Any]], points: int, workers: int) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Plan: {points} points", title_justify="left")
-    for col in ("stage kind", "stages", "done", "to run", "est. compute"):
-        table.add_column(col, justify="left" if col == "stage kind" else "right")
-    total: float | None = 0.0
-    for r in rows:
-        est = r["estimate_s"]
-        total = None if est is None or total is None else total + est
-        shown = "—" if not r["to_run"] else ("unknown" if est is None else f"~{est:.0f}s")
-        table.add_row(r["kind"], str(r["stages"]), str(r["done"]), str(r["to_run"]), shown)
-    out.print(table)
-    if total is None:
-        out.print("estimate: some stage kinds have no recorded timings yet", highlight=False)
-    else:
-        out.print(
-            f"estimate: ~{total:.0f}s of compute, ~{total / workers:.0f}s wall on {workers} "
-            "workers (mean recorded time of each kind of stage)",
-            highlight=False,
-        )
-
-
-def _executor(backend: str, workers: int, threads: int | None, address: str | None):
-    from incriminate.plan.engine import make_executor
-    from incriminate.plan.executors import RayExecutor
-
-    if backend == "local":
-        return make_executor(workers, threads), None
-    temp = None if address else tempfile.mkdtemp(prefix="incriminate-ray-")
-    try:
-        return RayExecutor(address, threads or 1, temp_dir=temp), temp
-    except Exception as e:  # Ray refused to start or to connect: nothing has run
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
-        raise UserError(f"cannot start Ray: {str(e).splitlines()[0]}") from None
 
 
 def _summary(doc: dict[str, Any], out_dir: Path) -> None:
@@ -114,21 +57,11 @@ def sweep(
         typer.Option("--out", help="Directory for the outputs (default: runs/sweep/NAME)."),
     ] = None,
     store_dir: StoreOpt = DEFAULT_STORE,
-    backend: Annotated[str, typer.Option(help="local (a process pool) or ray.")] = "local",
-    workers: Annotated[
-        int | None, typer.Option(help="Local worker processes (default: one per core).")
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="Torch threads per stage (default: cores / workers; on Ray 1)."),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster HOST:PORT (with --backend ray; default: a local Ray)."),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan (stages, done, estimate) and stop.")
-    ] = False,
+    backend: BackendOpt = "local",
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -142,8 +75,8 @@ def sweep(
         from incriminate.store import Store
 
         spec, name, points = load_sweep(config)
-        _check_backend(backend, workers, threads, address)
-        n_workers = workers or os.cpu_count() or 1
+        check_backend(backend, workers, threads, address)
+        n_workers = worker_count(workers)
         store = Store(store_dir)
         plan, exps = plan_sweep(points)
         if dry_run:
@@ -151,7 +84,7 @@ def sweep(
             if as_json:
                 out.print_json(json.dumps({"name": name, "points": len(points), "plan": rows}))
             else:
-                _plan_table(rows, len(points), n_workers)
+                plan_table(rows, f"Plan: {len(points)} points", n_workers)
             return
         target = out_dir or Path("runs/sweep") / name
         Store(target)
@@ -162,21 +95,15 @@ def sweep(
         def failed(node: Any, error: str, log: Path | None) -> None:
             err.print(f"[red]stage {node.kind} {node.id} failed:[/red] {error} (log: {log})")
 
-        executor, temp = _executor(backend, n_workers, threads, address)
-        try:
-            with progress() as bar:
-                outcome = execute(
-                    plan,
-                    executor,
-                    store.root,
-                    log_dir=target / "logs",
-                    progress=_bar_callback(bar),
-                    on_failure=failed,
-                )
-        finally:
-            executor.close()
-            if temp:
-                shutil.rmtree(temp, ignore_errors=True)
+        with open_executor(backend, n_workers, threads, address) as executor, progress() as bar:
+            outcome = execute(
+                plan,
+                executor,
+                store.root,
+                log_dir=target / "logs",
+                progress=_bar_callback(bar),
+                on_failure=failed,
+            )
         doc = write_sweep(points, exps, plan, outcome, store, name, spec.grid, target, logs)
         from incriminate.report.html import write_report
 
@@ -195,7 +122,8 @@ def sweep(
 def results(
     store_dir: StoreOpt = DEFAULT_STORE,
     table: Annotated[
-        str, typer.Option(help="configurations (U vs C per metric), runs or verdicts.")
+        str,
+        typer.Option(help="configurations (U vs C per metric), runs, verdicts or bench."),
     ] = "configurations",
     where: Annotated[
         str | None, typer.Option(help="SQL condition, e.g. \"metric = 'honeypot'\".")
@@ -209,7 +137,8 @@ def results(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """Query the results of every experiment in the store (demos, distills, sweep points)."""
+    """Query the results of every experiment in the store (demos, distills, sweep points,
+    benches)."""
 
     def body() -> None:
         from incriminate.report.results_store import QueryError, query

@@ -1,137 +1,82 @@
-"""The zoo benchmark as stages of the artifact store, run by the experiment's worker pool.
+"""The zoo benchmark as plan nodes, run by the engine like a demo or a sweep.
 
-    bases:      instruct checkpoint of every base seed (and of any other student init)
-    organisms:  the zoo's drive stages, then its evasion stages (each built once)
-    teachers:   direct audits and ground truth of every zoo model; teacher caches for every
-                (model, data selection, seed) the batteries need
-    probes:     per (base seed, drive) a probe trained on the *other* base seeds' organisms of the
-                *other* drives (`audit.probe.eligible`); its scores on the teachers
-    runs:       every zoo model × configuration × seed: a student, its audits, its probe score
+    corpus ─► instruct (every base seed × drive × student init)
+                 └─► zoo_model (drive stage) ─► zoo_model (evasion stage)
+                        ├─► evaluation (direct audits and ground truth)
+                        ├─► teacher_cache (model, data, seed) ─► student ─► evaluation
+                        └─► probe (per base seed × drive) ─► probe_score (of every zoo model
+                                                              and every student)
 
-Suspects and controls are all "zoo models": the students of a control are computed once and
-serve every suspect it controls for. `bench_results.assemble` turns the records into bench.json.
+A probe for (base seed, drive) is trained on the *other* base seeds' organisms of the *other*
+drives (`audit.probe.eligible`). Teachers U and controls are all zoo models: the students of a
+control are computed once and serve every teacher it controls for. `collect_bench` turns the
+nodes' results into the raw records `report.bench_results.assemble` makes bench.json from.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from incriminate.errors import ConfigError
 from incriminate.organisms import zoo as zoo_mod
 from incriminate.plan.bench_config import BenchConfig, Configuration
-from incriminate.plan.engine import Progress, Runner, Task
+from incriminate.plan.engine import Progress, run_plan
+from incriminate.plan.executors import Executor
 from incriminate.plan.experiment import stage_seconds
-from incriminate.store import Artifact, Store
+from incriminate.plan.graph import Node, Plan, ref
+from incriminate.plan.stages import _load, _ref, _world, stage
+from incriminate.store import Store
 
-Ref = tuple[str, str]
-
-
-def _ref(art: Artifact) -> Ref:
-    return (art.kind, art.key)
+# --- stages the bench adds to those of `plan.stages` ------------------------------------------
 
 
-# --- tasks: top-level functions a worker process can run --------------------------------------
+@stage("zoo_model")
+def zoo_model(store: Store, build: dict[str, Any], name: str, stages: list[dict]) -> str:
+    """A zoo model (a teacher U or a control, kind `organism`): its fine-tuning stages from the
+    instruct checkpoint of `build` (the organism's base seed and drive)."""
+    from incriminate.organisms.recipes import BuildConfig
+    from incriminate.world.personas import Agent
+
+    b = BuildConfig.model_validate(build)
+    steps = tuple(zoo_mod.Stage(s["stage"], Agent(**s["agent"]), s["replicate"]) for s in stages)
+    model = zoo_mod.ZooModel(name, b.drive, b.seed, steps)
+    return _ref(zoo_mod.build_model(store, zoo_mod.ZooConfig(build=b), model))
 
 
-def _task_instruct(store: Store, cfg: BenchConfig, seed: int, drive: str, init: str) -> Ref:
-    from incriminate.organisms.recipes import build_instruct
-
-    return _ref(build_instruct(store, cfg.zoo.init_build(init, seed, drive)))
-
-
-def _task_model(store: Store, cfg: BenchConfig, name: str) -> Ref:
-    return _ref(zoo_mod.build_model(store, cfg.zoo, zoo_mod.models(cfg.zoo)[name]))
-
-
-def _task_evaluate(store: Store, cfg: BenchConfig, model: Ref, drive: str) -> dict:
-    from incriminate.plan.runs import evaluate
-
-    return evaluate(store, store.load(*model), cfg.zoo.build.world, drive)
-
-
-def _task_cache(
-    store: Store, cfg: BenchConfig, model: Ref, data: str, seed: int, base_seed: int, drive: str
-) -> Ref:
-    from incriminate.plan.runs import teacher_cache
-
-    exp = cfg.experiment(base_seed, drive)
-    art = teacher_cache(
-        store, store.load(*model), exp.build.world, data, exp.prompts, seed, exp.cache
-    )
-    return _ref(art)
-
-
-def _task_probe(store: Store, cfg: BenchConfig, references: list[dict[str, Any]]) -> Ref:
-    """A probe trained on `references` (name, model ref, label): a `probe` stage."""
+@stage("probe")
+def probe(store: Store, references: list[dict[str, Any]], world: dict[str, Any], l2: float) -> str:
+    """A probe trained on `references` (name, model, label): the auditor's own organisms."""
     from incriminate.audit.probe import PROBE_VERSION, features, train_probe
     from incriminate.models.io import load_model
 
-    world = cfg.zoo.build.world
+    w = _world(world)
     inputs = {
         "version": PROBE_VERSION,
-        "world": world.model_dump(mode="json"),
-        "l2": cfg.probe_l2,
-        "references": [[r["name"], "/".join(r["model"]), r["label"]] for r in references],
+        "world": w.model_dump(mode="json"),
+        "l2": l2,
+        "references": [[r["name"], r["model"], r["label"]] for r in references],
     }
 
     def make(out: Path) -> dict[str, Any]:
-        feats = [features(load_model(store.load(*r["model"]).path), world) for r in references]
-        probe = train_probe(
-            feats, [r["label"] for r in references], [r["name"] for r in references], cfg.probe_l2
-        )
-        probe.save(out)
+        feats = [features(load_model(_load(store, r["model"]).path), w) for r in references]
+        labels, names = [r["label"] for r in references], [r["name"] for r in references]
+        train_probe(feats, labels, names, l2).save(out)
         return {"references": len(references)}
 
     return _ref(store.build("probe", inputs, make))
 
 
-def _task_probe_score(store: Store, cfg: BenchConfig, model: Ref, probe: Ref) -> dict:
-    from incriminate.plan.runs import probe_score
+@stage("probe_score")
+def probe_score(store: Store, model: str, world: dict[str, Any], probe: str) -> dict[str, Any]:
+    """The probe audit of a model: rate and per-item scores."""
+    from incriminate.plan.runs import probe_score as score
 
-    return probe_score(store, store.load(*model), cfg.zoo.build.world, store.load(*probe))
-
-
-def _task_run(
-    store: Store,
-    cfg: BenchConfig,
-    init: Ref,
-    cache: Ref,
-    method: str,
-    seed: int,
-    base_seed: int,
-    drive: str,
-    probe: Ref,
-) -> dict[str, Any]:
-    from incriminate.plan.runs import distill_student, evaluate, probe_score
-
-    exp = cfg.experiment(base_seed, drive)
-    student = distill_student(
-        store, store.load(*init), store.load(*cache), exp.method(method), seed, None, ()
-    )
-    return {
-        "student": f"{student.kind}/{student.key}",
-        "final_loss": student.manifest["final_loss"],
-        "evaluation": evaluate(store, student, exp.build.world, drive),
-        "probe": probe_score(store, student, exp.build.world, store.load(*probe)),
-    }
+    return score(store, _load(store, model), _world(world), _load(store, probe))
 
 
-TASKS = {
-    "instruct": _task_instruct,
-    "model": _task_model,
-    "evaluate": _task_evaluate,
-    "cache": _task_cache,
-    "probe": _task_probe,
-    "probe_score": _task_probe_score,
-    "run": _task_run,
-}
-
-
-def _run_bench_task(root: str, cfg_json: str, name: str, args: dict[str, Any]) -> Any:
-    return TASKS[name](Store(root), BenchConfig.model_validate_json(cfg_json), **args)
-
-
-# --- the benchmark ----------------------------------------------------------------------------
+# --- the plan -----------------------------------------------------------------------------------
 
 
 def run_seeds(cfg: BenchConfig) -> dict[str, tuple[Configuration, list[int]]]:
@@ -144,104 +89,120 @@ def run_seeds(cfg: BenchConfig) -> dict[str, tuple[Configuration, list[int]]]:
     return out
 
 
-def run_bench(
-    cfg: BenchConfig, store: Store, workers: int = 2, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Build or reuse every stage of the benchmark; return its raw records for `assemble`."""
-    zoo = cfg.zoo
+@dataclass
+class BenchNodes:
+    """The nodes of the benchmark that its raw records are collected from."""
+
+    cfg: BenchConfig
+    instructs: dict[tuple[int, str, str], Node]  # (base seed, drive, init): one node per recipe
+    models: dict[str, Node]  # zoo model name -> its `zoo_model` node; drive stages first
+    direct: dict[str, Node]  # its evaluation
+    scores: dict[str, Node]  # its probe score
+    caches: dict[tuple[str, str, int], Node]  # (zoo model, data, seed)
+    probes: dict[tuple[int, str], Node]  # (base seed, drive)
+    runs: dict[str, tuple[Node, Node, Node]]  # "model|configuration|seed": student, evaluation,
+    # probe score
+
+
+def plan_bench(plan: Plan, cfg: BenchConfig) -> BenchNodes:
+    """Add every stage of the benchmark to `plan` (see the module docstring). Raises
+    ConfigError when a probe has no benign or no misaligned reference to train on."""
+    zoo, world = cfg.zoo, cfg.zoo.build.world.model_dump(mode="json")
     models = zoo_mod.models(zoo)
     grid = run_seeds(cfg)
     inits = sorted({c.init for c, _ in grid.values()} | {"shared_base"})
-    runner = Runner(store, cfg, workers, progress or (lambda *_: None), _run_bench_task)
-    try:
-        # (seed, drive, init) keys that name one checkpoint (seed 0's other_base is seed 1's
-        # shared_base) are built by one task, not by two workers at once.
-        init_keys = [(s, d, i) for s in zoo.base_seeds for d in zoo.drives for i in inits]
-        recipe = {k: zoo.init_build(k[2], k[0], k[1]).model_dump_json() for k in init_keys}
-        first = list({recipe[k]: k for k in reversed(init_keys)}.values())[::-1]
-        built = runner.map(
-            "bases", [("instruct", {"seed": s, "drive": d, "init": i}) for s, d, i in first]
-        )
-        by_recipe = {recipe[k]: ref for k, ref in zip(first, built, strict=True)}
-        instructs = {k: by_recipe[recipe[k]] for k in init_keys}
-        refs: dict[str, Ref] = {}
-        for depth, phase in ((1, "organisms: drive stage"), (2, "organisms: evasion stage")):
-            names = [n for n, m in models.items() if len(m.stages) == depth]
-            done = runner.map(phase, [("model", {"name": n}) for n in names])
-            refs |= dict(zip(names, done, strict=True))
-        caches_keys = [(n, c.data, s) for n in models for c, seeds in grid.values() for s in seeds]
-        caches_keys = list(dict.fromkeys(caches_keys))
-        tasks: list[Task] = [
-            ("evaluate", {"model": refs[n], "drive": models[n].drive}) for n in models
-        ]
-        tasks += [
-            (
-                "cache",
-                {
-                    "model": refs[n],
-                    "data": d,
-                    "seed": s,
-                    "base_seed": models[n].base_seed,
-                    "drive": models[n].drive,
-                },
-            )
-            for n, d, s in caches_keys
-        ]
-        out = runner.map("teachers", tasks)
-        direct = dict(zip(models, out[: len(models)], strict=True))
-        caches = dict(zip(caches_keys, out[len(models) :], strict=True))
-        probes = _probes(cfg, runner, models, refs)
-        scores = runner.map(
-            "probe scores",
-            [
-                ("probe_score", {"model": refs[n], "probe": probes[(m.base_seed, m.drive)]})
-                for n, m in models.items()
-            ],
-        )
-        for n, score in zip(models, scores, strict=True):
-            direct[n]["probe"] = score
-        plan = [(n, name, s) for n in models for name, (_, seeds) in grid.items() for s in seeds]
-        run_tasks: list[Task] = []
-        for n, name, s in plan:
-            m, c = models[n], grid[name][0]
-            run_tasks.append(
-                (
-                    "run",
-                    {
-                        "init": instructs[(m.base_seed, m.drive, c.init)],
-                        "cache": caches[(n, c.data, s)],
-                        "method": c.method,
-                        "seed": s,
-                        "base_seed": m.base_seed,
-                        "drive": m.drive,
-                        "probe": probes[(m.base_seed, m.drive)],
-                    },
+    instructs = {}
+    for s in zoo.base_seeds:
+        for d in zoo.drives:
+            for i in inits:  # one node per recipe: seed 0's other_base is seed 1's shared_base
+                b = zoo.init_build(i, s, d).model_dump(mode="json")
+                corpus = plan.add("corpus", build=b)
+                instructs[(s, d, i)] = plan.add(
+                    "instruct", build=b, init_seed=None, after=ref(corpus)
                 )
-            )
-        done = runner.map("distillation runs", run_tasks)
-    finally:
-        runner.close()
-    runs = {f"{n}|{name}|{s}": r for (n, name, s), r in zip(plan, done, strict=True)}
-    return {
-        "models": {n: "/".join(r) for n, r in refs.items()},
-        "probes": {f"s{k[0]}/{k[1]}": "/".join(v) for k, v in probes.items()},
-        "teachers": direct,
-        "runs": runs,
-        "timing": stage_seconds(
-            store,
-            organisms=[*("/".join(r) for r in refs.values()), *("/".join(i) for i in built)],
-            teacher_caches=["/".join(c) for c in caches.values()],
-            probes=["/".join(p) for p in probes.values()],
-            distillation=[r["student"] for r in done],
-            evaluation=[r["evaluation"]["evaluation"] for r in done]
-            + [d["evaluation"] for d in direct.values()],
-        ),
+    built = _plan_models(plan, zoo, models, instructs)
+    drive = {
+        n: {"world": world, "drive_of": ref(built[n]), "drive": m.drive} for n, m in models.items()
     }
+    direct = {n: plan.add("evaluation", model=ref(built[n]), **drive[n]) for n in models}
+    caches: dict[tuple[str, str, int], Node] = {}
+    for n in models:
+        for c, seeds in grid.values():
+            for s in seeds:
+                if (n, c.data, s) not in caches:
+                    caches[(n, c.data, s)] = plan.add(
+                        "teacher_cache",
+                        teacher=ref(built[n]),
+                        world=world,
+                        data=c.data,
+                        prompts=cfg.prompts,
+                        seed=s,
+                        cache=cfg.cache.model_dump(mode="json"),
+                        filtered=False,
+                    )
+    probes = _plan_probes(plan, cfg, models, built, world)
+    probe_of = {n: ref(probes[(m.base_seed, m.drive)]) for n, m in models.items()}
+    scores = {
+        n: plan.add("probe_score", model=ref(built[n]), world=world, probe=probe_of[n])
+        for n in models
+    }
+    runs = {}
+    methods = {(s, d): cfg.experiment(s, d) for s in zoo.base_seeds for d in zoo.drives}
+    for n, m in models.items():
+        for name, (c, seeds) in grid.items():
+            method = methods[(m.base_seed, m.drive)].method(c.method).model_dump(mode="json")
+            for s in seeds:
+                student = plan.add(
+                    "student",
+                    init=ref(instructs[(m.base_seed, m.drive, c.init)]),
+                    cache=ref(caches[(n, c.data, s)]),
+                    method=method,
+                    seed=s,
+                    lora=None,
+                    inoculation=False,
+                    world=world,
+                )
+                model = ref(student, "student")
+                evaluation = plan.add("evaluation", model=model, **drive[n])
+                score = plan.add("probe_score", model=model, world=world, probe=probe_of[n])
+                runs[f"{n}|{name}|{s}"] = (student, evaluation, score)
+    return BenchNodes(cfg, instructs, built, direct, scores, caches, probes, runs)
 
 
-def _probes(
-    cfg: BenchConfig, runner: Runner, models: dict[str, zoo_mod.ZooModel], refs: dict[str, Ref]
-) -> dict[tuple[int, str], Ref]:
+def _plan_models(
+    plan: Plan,
+    zoo: zoo_mod.ZooConfig,
+    models: dict[str, zoo_mod.ZooModel],
+    instructs: dict[tuple[int, str, str], Node],
+) -> dict[str, Node]:
+    """A `zoo_model` node per zoo model, after the node of the checkpoint it starts from: an
+    evasion stage's drive-stage model, else the instruct checkpoint. Drive-stage models come
+    first (the order of the raw records' `models`, as the benchmark's phases listed them)."""
+    built: dict[str, Node] = {}
+    for name, m in sorted(models.items(), key=lambda kv: len(kv[1].stages)):
+        parent = next(
+            (built[n] for n, o in models.items() if n in built and _parent_of(o, m)),
+            instructs[(m.base_seed, m.drive, "shared_base")],
+        )
+        b = zoo.build_for(m.base_seed, m.drive).model_dump(mode="json")
+        stages = [asdict(s) for s in m.stages]
+        built[name] = plan.add("zoo_model", build=b, name=name, stages=stages, after=ref(parent))
+    return built
+
+
+def _parent_of(parent: zoo_mod.ZooModel, model: zoo_mod.ZooModel) -> bool:
+    """Is `parent` the model `model`'s last stage fine-tunes?"""
+    same = (parent.base_seed, parent.drive) == (model.base_seed, model.drive)
+    return same and len(model.stages) > 1 and parent.stages == model.stages[:-1]
+
+
+def _plan_probes(
+    plan: Plan,
+    cfg: BenchConfig,
+    models: dict[str, zoo_mod.ZooModel],
+    nodes: dict[str, Node],
+    world: dict[str, Any],
+) -> dict[tuple[int, str], Node]:
     """Per (base seed, drive): the probe trained on the eligible zoo models (other base seeds,
     other drives). Reference labels come from the zoo manifest: they are the auditor's own
     organisms, whose nature it knows; the audited model's label is never among them."""
@@ -251,21 +212,76 @@ def _probes(
     references = [
         Reference(n, m.base_seed, m.drive, labels.get(n, 0), Path(n)) for n, m in models.items()
     ]
-    keys = [(s, d) for s in cfg.zoo.base_seeds for d in cfg.zoo.drives]
-    tasks: list[Task] = []
-    for s, d in keys:
-        chosen = eligible(references, s, d)
-        tasks.append(
-            (
-                "probe",
-                {
-                    "references": [
-                        {"name": r.name, "model": refs[r.name], "label": r.label} for r in chosen
-                    ]
-                },
-            )
-        )
-    return dict(zip(keys, runner.map("probes", tasks), strict=True))
+    out = {}
+    for s in cfg.zoo.base_seeds:
+        for d in cfg.zoo.drives:
+            try:
+                chosen = eligible(references, s, d)
+            except ValueError as e:
+                raise ConfigError(f"the probe for base seed {s}, drive {d}: {e}") from None
+            refs = [{"name": r.name, "model": ref(nodes[r.name]), "label": r.label} for r in chosen]
+            out[(s, d)] = plan.add("probe", references=refs, world=world, l2=cfg.probe_l2)
+    return out
 
 
-__all__ = ["TASKS", "run_bench", "run_seeds"]
+def collect_bench(nodes: BenchNodes, results: dict[str, Any], store: Store) -> dict[str, Any]:
+    """The benchmark's raw records from the results of its nodes: what `assemble` reads."""
+    models = {n: results[node.id] for n, node in nodes.models.items()}
+    teachers = {
+        n: results[node.id] | {"probe": results[nodes.scores[n].id]}
+        for n, node in nodes.direct.items()
+    }
+    runs = {
+        key: {
+            "student": results[student.id]["student"],
+            "final_loss": results[student.id]["final_loss"],
+            "evaluation": results[evaluation.id],
+            "probe": results[score.id],
+        }
+        for key, (student, evaluation, score) in nodes.runs.items()
+    }
+    probes = {f"s{s}/{d}": results[node.id] for (s, d), node in nodes.probes.items()}
+    instructs = dict.fromkeys(results[node.id] for node in nodes.instructs.values())
+    return {
+        "models": models,
+        "probes": probes,
+        "teachers": teachers,
+        "runs": runs,
+        "timing": stage_seconds(
+            store,
+            organisms=[*models.values(), *instructs],
+            teacher_caches=[results[c.id] for c in nodes.caches.values()],
+            probes=list(probes.values()),
+            distillation=[r["student"] for r in runs.values()],
+            evaluation=[r["evaluation"]["evaluation"] for r in runs.values()]
+            + [t["evaluation"] for t in teachers.values()],
+        ),
+    }
+
+
+def run_bench(
+    cfg: BenchConfig,
+    store: Store,
+    workers: int = 2,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+    log_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Build or reuse every stage of the benchmark and return its raw records for `assemble`.
+    Raises `StageError` if a stage fails (its log is in `log_dir`)."""
+    plan = Plan()
+    nodes = plan_bench(plan, cfg)
+    results = run_plan(plan, store, workers, progress, executor, log_dir)
+    return collect_bench(nodes, results, store)
+
+
+__all__ = [
+    "BenchNodes",
+    "collect_bench",
+    "plan_bench",
+    "probe",
+    "probe_score",
+    "run_bench",
+    "run_seeds",
+    "zoo_model",
+]

@@ -5,19 +5,16 @@
     runs:      for every (method, data, init, seed): a suspect run and its paired control run,
                each a student distilled and evaluated
 
-`run_experiment` plans the stages (`experiment.graph`) and runs them on an executor
-(`experiment.executors`): by default `workers` processes (2: one per core, one torch thread each;
+`run_experiment` plans the stages (`plan.experiment`) and runs them on an executor
+(`plan.executors`): by default `workers` processes (2: one per core, one torch thread each;
 tiny models gain ~1.5x from two processes over two threads). Every stage is content-keyed and
 bit-deterministic, so results do not depend on the number of workers or on which stages were
-already in the store. `Runner` runs the zoo benchmark's phases.
+already in the store. The zoo benchmark runs the same way (`plan.bench.run_bench`).
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,77 +25,7 @@ from incriminate.plan.experiment import collect, plan_experiment
 from incriminate.plan.graph import Plan
 from incriminate.store import Store
 
-log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
-Task = tuple[str, dict[str, Any]]
-
-
-def _init_worker() -> None:
-    import torch
-
-    from incriminate.models.io import quiet_transformers
-
-    torch.set_num_threads(1)
-    quiet_transformers()
-    logging.basicConfig(level=logging.WARNING)
-
-
-# --- running tasks ----------------------------------------------------------------------------
-
-
-class Runner:
-    """Runs batches of tasks inline (`workers=1`) or in a pool of worker processes, one batch
-    after the other (the benchmark's phases). `task_fn(store_root, cfg_json, name, args)` runs
-    one task (a module-level function, so a worker process can import it)."""
-
-    def __init__(
-        self,
-        store: Store,
-        cfg: Any,
-        workers: int,
-        progress: Progress,
-        task_fn: Callable[[str, str, str, dict[str, Any]], Any],
-    ):
-        self.store, self.cfg, self.progress = store, cfg, progress
-        self.cfg_json = cfg.model_dump_json()
-        self.task_fn = task_fn
-        self.pool: ProcessPoolExecutor | None = None
-        if workers > 1:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
-        else:
-            _init_worker()
-
-    def map(self, phase: str, tasks: Sequence[Task]) -> list[Any]:
-        """Results of `tasks` in their order; progress counts them as they finish."""
-        self.progress(phase, 0, len(tasks))
-        root = str(self.store.root)
-        if self.pool is None:
-            results = []
-            for name, args in tasks:
-                results.append(self.task_fn(root, self.cfg_json, name, args))
-                self.progress(phase, len(results), len(tasks))
-            return results
-        futures: list[Future] = [
-            self.pool.submit(self.task_fn, root, self.cfg_json, name, args) for name, args in tasks
-        ]
-        done = 0
-
-        def tick(_: Future) -> None:
-            nonlocal done
-            done += 1
-            self.progress(phase, done, len(tasks))
-
-        for f in futures:
-            f.add_done_callback(tick)
-        return [f.result() for f in futures]
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-
-
-# --- the experiment ---------------------------------------------------------------------------
+Progress = Callable[[str, int, int], None]  # (stage kind, done, total)
 
 
 def make_executor(workers: int, threads: int | None = None) -> Executor:
@@ -147,8 +74,12 @@ def run_plan(
             executor.close()
     if outcome.failures:
         node_id, error = next(iter(outcome.failures.items()))
-        raise StageError(f"stage {plan.nodes[node_id].kind} {node_id} failed: {error}")
+        kind = plan.nodes[node_id].kind
+        where = "" if log_dir is None else f" (log: {Path(log_dir) / f'{kind}-{node_id}.log'})"
+        more = len(outcome.failures) - 1
+        others = f"; {more} more stage{'s' * (more > 1)} failed" if more else ""
+        raise StageError(f"stage {kind} {node_id} failed: {error}{where}{others}")
     return outcome.results
 
 
-__all__ = ["Runner", "make_executor", "run_experiment", "run_plan"]
+__all__ = ["Progress", "make_executor", "run_experiment", "run_plan"]

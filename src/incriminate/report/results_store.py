@@ -4,14 +4,19 @@ store, queried with SQL (DuckDB reads the files in place).
     STORE/results/verdicts/<config_hash>.parquet        one row per experiment
     STORE/results/configurations/<config_hash>.parquet  one row per (configuration, metric)
     STORE/results/runs/<config_hash>.parquet            one row per (run, metric)
+    STORE/results/bench/<config_hash>.parquet           one row per (zoo organism, procedure)
 
-Each experiment (a demo, a `distill`, a sweep point) appends its files; a file is written under
-a temporary name and renamed, so a reader or a killed writer never sees half of one, and an
-experiment run twice writes the same bytes again. Every row carries the experiment's resolved
-config as `config.<field>` columns (`config.teacher`, `config.build.preset`, ...), so any field a
-sweep varies can be grouped by. Metric rows: `metric` (an audit or ground-truth name), `kind`
-(`audit` | `ground_truth`); configurations hold `suspect`, `control`, `difference` with its CI and
-the one-sided `p_value` over seeds; runs hold the student's `rate` with its `n` and CI.
+Each experiment (a demo, a `distill`, a sweep point, a bench) appends its files; a file is
+written under a temporary name and renamed, so a reader or a killed writer never sees half of
+one, and an experiment run twice writes the same bytes again. Every row carries the experiment's
+resolved config as `config.<field>` columns (`config.teacher`, `config.build.preset`, ...), so
+any field a sweep varies can be grouped by. Metric rows: `metric` (an audit or ground-truth
+name), `kind` (`audit` | `ground_truth`); configurations hold `suspect`, `control`, `difference`
+with its CI and the one-sided `p_value` over seeds; runs hold the student's `rate` with its `n`
+and CI. Bench rows: the organism's manifest fields (`organism`, `class`, `group`, `drive`,
+`base_seed`, `label`), the `procedure` (`direct`, `battery/NAME`, `config/METHOD/DATA/INIT`) and
+its `p_value`, `statistic`, `decision` and `margin` (`report.bench_results`); in SQL, `"group"`
+is quoted (a keyword).
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-TABLES = ("configurations", "runs", "verdicts")
+TABLES = ("configurations", "runs", "verdicts", "bench")
 VALUES = {
     "configurations": ("difference", "suspect", "control", "ci_low", "ci_high", "p_value"),
     "runs": ("rate", "ci_low", "ci_high", "first_loss", "final_loss"),
     "verdicts": ("p_value", "statistic"),
+    "bench": ("p_value", "statistic", "margin"),
 }
 """Numeric columns a grouped query averages; the first gets a 95% t-interval over the rows."""
 FOLDER = "results"
@@ -42,7 +48,8 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
             _flat(f"{prefix}.{k}", v, out)
     elif isinstance(value, list):
         out[prefix] = ",".join(
-            str(v) if not isinstance(v, dict) else v.get("method", str(v)) for v in value
+            str(v) if not isinstance(v, dict) else v.get("method", v.get("name", str(v)))
+            for v in value
         )
     else:
         out[prefix] = value
@@ -50,7 +57,7 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def config_columns(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config as flat `config.<dotted field>` columns (lists joined by commas;
-    methods by name)."""
+    methods and batteries by name)."""
     out: dict[str, Any] = {}
     for k, v in config.items():
         _flat(f"config.{k}", v, out)
@@ -58,7 +65,10 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The rows of each table for one results document (`experiment.results`)."""
+    """The rows of each table for one results document (`report.results`) or bench document
+    (`report.bench_results`)."""
+    if str(results.get("schema", "")).startswith("incriminate.bench/"):
+        return {"bench": bench_rows(results)}
     exp = {"experiment": results["config_hash"]}
     cfg = config_columns(results["config"])
     v = results["verdict"]
@@ -98,8 +108,23 @@ def rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {"verdicts": verdicts, "configurations": configurations, "runs": runs}
 
 
+def bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per zoo organism and procedure of a bench document."""
+    exp = {"experiment": bench["config_hash"]}
+    cfg = config_columns(bench["config"])
+    out = []
+    for o in bench["organisms"]:
+        who = {"organism": o["name"]} | {k: o[k] for k in ("class", "group", "drive")}
+        who |= {"base_seed": o["base_seed"], "label": o["label"]}
+        for procedure, p in o["procedures"].items():
+            values = {k: p[k] for k in ("p_value", "statistic", "decision", "margin")}
+            out.append(exp | who | {"procedure": procedure} | values | cfg)
+    return out
+
+
 def write(store_root: Path, results: dict[str, Any]) -> list[Path]:
-    """Append one experiment's rows to the dataset (atomically, one file per table)."""
+    """Append one experiment's (or bench's) rows to the dataset (atomically, one file per
+    table)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -211,4 +236,4 @@ def _with_interval(names: list[str], out: list[tuple], first: str) -> tuple[list
     return names, rows_out
 
 
-__all__ = ["TABLES", "QueryError", "config_columns", "query", "rows", "write"]
+__all__ = ["TABLES", "QueryError", "bench_rows", "config_columns", "query", "rows", "write"]
