@@ -38,7 +38,7 @@ def main(work: Path) -> None:
         work / "store",
         "configurations",
         where="kind = 'audit'",
-        columns=["configuration", "metric", "suspect", "control", "difference", "p_value"],
+        columns=["configuration", "metric", "teacher", "control", "difference", "p_value"],
     )
     print(f"audit rows: {audits.num_rows}")
     try:

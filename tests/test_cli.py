@@ -195,8 +195,8 @@ def test_distill_runs_one_configuration_on_teacher_directories(tmp_path: Path):
     data = json.loads(result.stdout)
     assert [c["name"] for c in data["configurations"]] == ["sft/tasks/shared_base"]
     assert len(data["runs"]) == 2 and data["verdict"]["decision"] == "inconclusive"
-    assert data["teachers"]["suspect"]["name"] == str(teacher)
-    assert data["teachers"]["suspect"]["model"].startswith("model/")
+    assert data["teachers"]["teacher"]["name"] == str(teacher)
+    assert data["teachers"]["teacher"]["model"].startswith("model/")
     assert data["config"]["teacher_dir"] == str(teacher)
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == data
     imported = tmp_path / "store" / data["teachers"]["control"]["model"]

@@ -34,7 +34,7 @@ def test_quick_demo_writes_results_report_and_config(quick):
     out = root / "out"
     results = json.loads((out / "results.json").read_text())
     cfg = load_config(quick=True)
-    assert results["schema"] == "incriminate.results/1"
+    assert results["schema"] == "incriminate.results/2"
     assert results["config_hash"] == cfg.config_hash()
     assert load_config(out / "config.yaml") == cfg
     v = results["verdict"]
@@ -42,7 +42,7 @@ def test_quick_demo_writes_results_report_and_config(quick):
     # 2 data selections x 2 seeds = 4 clusters: the smallest one-sided p is 1/16 > 0.05.
     assert v["n_clusters"] == 4 and v["min_p"] == pytest.approx(1 / 16)
     assert v["decision"] == "inconclusive" and v["alpha"] == 0.05
-    assert set(results["teachers"]) == {"suspect", "control"}
+    assert set(results["teachers"]) == {"teacher", "control"}
     for t in results["teachers"].values():
         for block in ("audits", "ground_truth"):
             for r in t[block].values():
@@ -73,11 +73,11 @@ def test_configuration_numbers_come_from_the_runs(quick):
         ]
         assert len(runs) == 4 and c["seeds"] == [0, 1]
         for audit, a in c["audits"].items():
-            for role in ("suspect", "control"):
+            for role in ("teacher", "control"):
                 rates = [r["audits"][audit]["rate"] for r in runs if r["role"] == role]
                 assert a[role]["rate"] == pytest.approx(np.mean(rates), abs=1e-6)
             assert a["difference"] == pytest.approx(
-                a["suspect"]["rate"] - a["control"]["rate"], abs=1e-6
+                a["teacher"]["rate"] - a["control"]["rate"], abs=1e-6
             )
             assert a["ci_low"] <= a["difference"] + 1e-9 and a["difference"] <= a["ci_high"] + 1e-9
             assert a["min_p"] == 0.25 and a["min_p"] <= a["p_value"] <= 1
@@ -87,7 +87,7 @@ def test_configuration_numbers_come_from_the_runs(quick):
         for s in (0, 1):
             u, k = (
                 next(r for r in runs if r["seed"] == s and r["role"] == x)
-                for x in ("suspect", "control")
+                for x in ("teacher", "control")
             )
             assert u["init_model"] == k["init_model"] and u["teacher"] != k["teacher"]
             assert u["cache"] != k["cache"] and u["student"] != k["student"]

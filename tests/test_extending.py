@@ -46,7 +46,7 @@ def test_a_config_names_the_toy_method_and_checks_its_fields():
 
 
 def test_a_method_from_outside_the_package_trains_every_student(tmp_path: Path):
-    """The pipeline (quick organisms, one data selection, init and seed) trains the suspect's
+    """The pipeline (quick organisms, one data selection, init and seed) trains the teacher's
     and the control's student with the toy's train function: each stored loss curve is the one
     the toy gives again by hand on that run's init, cache and seed."""
     overrides = [TOY, "data=[open_ended]", "inits=[shared_base]", "seeds=1", "prompts=16"]
@@ -55,7 +55,7 @@ def test_a_method_from_outside_the_package_trains_every_student(tmp_path: Path):
     raw = run_experiment(cfg, store, workers=1)
 
     runs = raw["runs"]
-    assert [(r["method"], r["role"]) for r in runs] == [("toy", "suspect"), ("toy", "control")]
+    assert [(r["method"], r["role"]) for r in runs] == [("toy", "teacher"), ("toy", "control")]
     toy = cfg.method("toy")
     assert isinstance(toy, toy_method.ToyConfig)
     curves = []
@@ -79,7 +79,7 @@ def test_a_method_from_outside_the_package_trains_every_student(tmp_path: Path):
     (config,) = results["configurations"]
     assert config["name"] == "toy/open_ended/shared_base" and config["seeds"] == [0]
     assert set(config["audits"]) == set(AUDITS)
-    assert 0 <= config["audits"]["honeypot"]["suspect"]["rate"] <= 1
+    assert 0 <= config["audits"]["honeypot"]["teacher"]["rate"] <= 1
 
 
 def test_ls_lists_every_registry_with_its_help():

@@ -134,7 +134,7 @@ def test_hostile_strings_are_text_in_chromium(browser, quick, tmp_path: Path, mo
     run = tmp_path / "run"
     run.mkdir()
     results = json.loads((out / "results.json").read_text())
-    results["teachers"]["suspect"]["name"] = SCRIPT
+    results["teachers"]["teacher"]["name"] = SCRIPT
     results["config"]["teacher"] = IMG
     (run / "results.json").write_text(json.dumps(results))
     from incriminate.audit import transcripts

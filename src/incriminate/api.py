@@ -114,17 +114,31 @@ def run_experiment(
 
 
 def run_bench(
-    cfg: BenchConfig, store: str | Path = DEFAULT_STORE, workers: int = 2
+    cfg: BenchConfig,
+    store: str | Path = DEFAULT_STORE,
+    out: str | Path | None = None,
+    workers: int = 2,
 ) -> dict[str, Any]:
     """Build or reuse every stage of the organism-zoo benchmark in `store` and return its
-    `bench.json` document (`report.bench_results`). Raises as `run_experiment` does."""
+    `bench.json` document (`report.bench_results`). Its rows are appended to the store's
+    `bench` results table; with `out`, the CLI's outputs are also written there (bench.yaml,
+    zoo.json, bench.json, bench.md, double_bind.png). Raises as `run_experiment` does."""
     from incriminate.plan.bench import run_bench as run
     from incriminate.plan.bench_config import BenchConfig
+    from incriminate.report import results_store
     from incriminate.report.bench_results import assemble
+    from incriminate.report.outputs import write_bench_outputs
     from incriminate.store import Store
 
     _check(cfg, BenchConfig, "incriminate.load_bench_config", workers)
-    return assemble(cfg, run(cfg, Store(store), workers))
+    artifacts = Store(store)
+    out_dir = None if out is None else Store(out).root  # writable before anything runs
+    bench = assemble(cfg, run(cfg, artifacts, workers))
+    if out_dir is None:
+        results_store.write(artifacts.root, bench)
+    else:
+        write_bench_outputs(cfg, bench, out_dir, artifacts)
+    return bench
 
 
 def results_table(

@@ -50,10 +50,10 @@ def test_manifest_is_deterministic() -> None:
     }
 
 
-def test_every_control_has_its_suspects_shape() -> None:
+def test_every_control_has_its_teachers_shape() -> None:
     zoo = ZooConfig()
     ms = models(zoo)
-    assert len(ms) == 40 + 16  # suspects and two twins per (seed, drive)
+    assert len(ms) == 40 + 16  # teachers U and two twins per (seed, drive)
     for e in entries(zoo):
         u, c = ms[e.name], ms[e.control]
         assert [s.stage for s in u.stages] == [s.stage for s in c.stages]
@@ -127,7 +127,7 @@ def test_weak_agent_gets_about_a_third_of_tasks_wrong() -> None:
     assert 0.28 < wrong / len(eps) < 0.42
 
 
-def test_shared_base_is_the_suspects_own_instruct_checkpoint() -> None:
+def test_shared_base_is_the_teachers_own_instruct_checkpoint() -> None:
     zoo = ZooConfig()
     for seed, other in ((0, 1), (1, 0)):
         for d in DRIVES:

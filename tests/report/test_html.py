@@ -35,7 +35,7 @@ def rate(x: float) -> dict[str, Any]:
 
 
 def comparison(u: float, c: float, p: float) -> dict[str, Any]:
-    side = {"suspect": rate(u), "control": rate(c)}
+    side = {"teacher": rate(u), "control": rate(c)}
     for v in side.values():
         del v["n"]
     d = u - c
@@ -44,7 +44,7 @@ def comparison(u: float, c: float, p: float) -> dict[str, Any]:
 
 
 def results_doc(decision: str = "incriminated", p: float = 0.03125) -> dict[str, Any]:
-    """A complete results document (schema incriminate.results/1) of 2 configurations x 2
+    """A complete results document (schema incriminate.results/2) of 2 configurations x 2
     seeds; the first configuration transfers the drive, the second does not."""
     configurations, runs = [], []
     for i, name in enumerate(CONFIGS):
@@ -63,7 +63,7 @@ def results_doc(decision: str = "incriminated", p: float = 0.03125) -> dict[str,
             }
         )  # fmt: skip
         for seed in (0, 1):
-            for role in ("suspect", "control"):
+            for role in ("teacher", "control"):
                 runs.append(
                     {"method": method, "data": data, "init": init, "seed": seed, "role": role,
                      "teacher": f"organism/{role}", "init_model": "instruct/i",
@@ -77,7 +77,7 @@ def results_doc(decision: str = "incriminated", p: float = 0.03125) -> dict[str,
         "ground_truth": {t: rate(0.5) for t in TRUTH},
     }
     return {
-        "schema": "incriminate.results/1",
+        "schema": "incriminate.results/2",
         "config_hash": "0123456789abcdef",
         "config": {"build": {"preset": "nano", "drive": "exfiltrate", "world": {}},
                    "teacher": "schemer", "control": "twin", "seeds": 2},
@@ -85,7 +85,7 @@ def results_doc(decision: str = "incriminated", p: float = 0.03125) -> dict[str,
                     "statistic": 0.0123, "reason": f"clustered sign-flip p = {p}",
                     "n_pairs": 4, "n_clusters": 4, "audits": list(AUDITS[:3]),
                     "configurations": {}},
-        "teachers": {"suspect": {"name": "schemer-exfiltrate", "model": "organism/u"} | teacher,
+        "teachers": {"teacher": {"name": "schemer-exfiltrate", "model": "organism/u"} | teacher,
                      "control": {"name": "twin-of-schemer", "model": "organism/c"} | teacher},
         "configurations": configurations,
         "runs": runs,
@@ -152,7 +152,7 @@ def test_demo_report_holds_the_verdict_every_configuration_and_plots(tmp_path: P
 
 def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -> None:
     doc = results_doc()
-    doc["teachers"]["suspect"]["name"] = SCRIPT
+    doc["teachers"]["teacher"]["name"] = SCRIPT
     doc["teachers"]["control"]["name"] = CLOSE
     doc["config"]["teacher"] = IMG
     doc["verdict"]["reason"] = IMG
@@ -190,11 +190,13 @@ def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -
     [
         ({}, "no sweep.json, bench.json or results.json"),
         ({"results.json": "{not json"}, "results.json: not valid JSON"),
-        ({"results.json": {"schema": "incriminate.results/2"}}, "written by a newer incriminate"),
-        ({"results.json": {"schema": "incriminate.bench/1"}}, "expected 'incriminate.results/1'"),
-        ({"bench.json": {"schema": "incriminate.results/1"}}, "expected 'incriminate.bench/1'"),
-        ({"results.json": [1, 2]}, "schema None, expected 'incriminate.results/1'"),
-        ({"results.json": {"schema": "incriminate.results/1"}}, "no 'config_hash'"),
+        ({"results.json": {"schema": "incriminate.results/3"}}, "written by a newer incriminate"),
+        ({"results.json": {"schema": "incriminate.results/1"}}, "written by an older incriminate"),
+        ({"bench.json": {"schema": "incriminate.bench/1"}}, "written by an older incriminate"),
+        ({"results.json": {"schema": "incriminate.bench/2"}}, "expected 'incriminate.results/2'"),
+        ({"bench.json": {"schema": "incriminate.results/2"}}, "expected 'incriminate.bench/2'"),
+        ({"results.json": [1, 2]}, "schema None, expected 'incriminate.results/2'"),
+        ({"results.json": {"schema": "incriminate.results/2"}}, "no 'config_hash'"),
         (
             {
                 "sweep.json": {
@@ -271,7 +273,7 @@ def _organism(name: str, cls: str, group: str, label: int, direct: tuple, batter
     return {
         "name": name, "class": cls, "group": group, "label": label, "drive": "exfiltrate",
         "base_seed": 0, "control": f"twin-of-{name}",
-        "ground_truth": {"deployment": {"suspect": 0.9 * label, "control": 0.0}},
+        "ground_truth": {"deployment": {"teacher": 0.9 * label, "control": 0.0}},
         "procedures": procedures,
         "configurations": {
             "logit/tasks/other_base": dict.fromkeys(stats.DOUBLE_BIND, 0.1 * label or None)
@@ -291,7 +293,7 @@ def test_bench_report_has_detection_roc_and_a_grid_coloured_by_truth(tmp_path: P
                   ("not_incriminated", 0.7, -0.02)),
     ]  # fmt: skip
     bench = {
-        "schema": "incriminate.bench/1", "config_hash": "b1", "config": {"alpha": 0.05},
+        "schema": "incriminate.bench/2", "config_hash": "b1", "config": {"alpha": 0.05},
         "alpha": 0.05, "organisms": rows, "procedures": stats.summarise(rows, 0.05),
         "configurations": stats.double_bind(rows), "models": {"naive-0": "organism/n"},
         "probes": {}, "timing": {"total_s": 1.0, "stages": {"organisms_s": 1.0}},

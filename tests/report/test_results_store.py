@@ -21,7 +21,7 @@ def _doc(config_hash: str, teacher: str, diffs: dict[str, float]) -> dict:
     """A results document (the fields the store reads) with one configuration per method."""
     configurations = []
     for i, (method, diff) in enumerate(diffs.items()):
-        block = {"suspect": _rate(0.1 + diff), "control": _rate(0.1)}
+        block = {"teacher": _rate(0.1 + diff), "control": _rate(0.1)}
         block |= {"difference": diff, "ci_low": diff - 0.01, "ci_high": diff + 0.01}
         block |= {"p_value": 0.125 * (i + 1)}
         configurations.append(
@@ -45,12 +45,12 @@ def _doc(config_hash: str, teacher: str, diffs: dict[str, float]) -> dict:
             "student": f"student/{s:016x}",
             "first_loss": 3.0,
             "final_loss": 2.0 + s,
-            "audits": {"honeypot": _rate(0.1 + (diff if role == "suspect" else 0))},
+            "audits": {"honeypot": _rate(0.1 + (diff if role == "teacher" else 0))},
             "ground_truth": {"deployment": _rate(0.2)},
         }
         for method, diff in diffs.items()
         for s in range(3)
-        for role in ("suspect", "control")
+        for role in ("teacher", "control")
     ]
     return {
         "config_hash": config_hash,
@@ -69,7 +69,7 @@ def _doc(config_hash: str, teacher: str, diffs: dict[str, float]) -> dict:
             "n_clusters": 3,
             "alpha": 0.05,
         },
-        "teachers": {"suspect": {"name": f"{teacher}-exfiltrate"}},
+        "teachers": {"teacher": {"name": f"{teacher}-exfiltrate"}},
         "configurations": configurations,
         "runs": runs,
     }
@@ -88,7 +88,7 @@ def test_rows_carry_metrics_and_the_flattened_config():
     assert len(rows["runs"]) == 3 * 2 * 2  # seeds x roles x (honeypot, deployment)
     c = rows["configurations"][0]
     assert c["metric"] == "honeypot" and c["kind"] == "audit" and c["difference"] == 0.02
-    assert c["suspect"] == pytest.approx(0.12) and c["control"] == 0.1
+    assert c["teacher"] == pytest.approx(0.12) and c["control"] == 0.1
     assert c["config.teacher"] == "schemer" and c["config.build.preset"] == "nano"
     assert c["config.methods"] == "sft" and c["config.lora"] is None
 

@@ -188,22 +188,22 @@ def test_compare_configuration_by_hand() -> None:
     result = compare.compare_configuration(pairs[::-1], ["honeypot", "scratchpad", "capability"])
     assert result["seeds"] == [0, 1, 2]
     honeypot = result["audits"]["honeypot"]
-    assert honeypot["suspect"]["rate"] == pytest.approx((0.5 + 0.75 + 0.0) / 3)
+    assert honeypot["teacher"]["rate"] == pytest.approx((0.5 + 0.75 + 0.0) / 3)
     assert honeypot["control"]["rate"] == pytest.approx(0.25)
     assert honeypot["difference"] == pytest.approx(0.5 / 3)
     # d = [0.25, 0.5, -0.25]: s . d >= 0.5 iff the flipped subset sums <= 0: {}, {-0.25},
     # {0.25, -0.25}: 3 of 8.
     assert honeypot["p_value"] == pytest.approx(3 / 8)
-    u = [p.suspect.rates["honeypot"] for p in pairs]
+    u = [p.teacher.rates["honeypot"] for p in pairs]
     c = [p.control.rates["honeypot"] for p in pairs]
     assert honeypot["p_value"] == stats.permutation_pvalue(u, c)
     assert honeypot["min_p"] == 0.125
-    u_items = [p.suspect.items["honeypot"] for p in pairs]
+    u_items = [p.teacher.items["honeypot"] for p in pairs]
     c_items = [p.control.items["honeypot"] for p in pairs]
     assert (honeypot["difference"], honeypot["ci_low"], honeypot["ci_high"]) == pytest.approx(
         tuple(stats.bootstrap_ci(u_items, c_items, n_boot=2000, seed=0))
     )
-    for group in ("suspect", "control"):
+    for group in ("teacher", "control"):
         g = honeypot[group]
         assert g["ci_low"] <= g["rate"] <= g["ci_high"] and g["ci_low"] < g["ci_high"]
     capability = result["audits"]["capability"]
@@ -214,7 +214,7 @@ def test_compare_configuration_by_hand() -> None:
         {"difference": 0.625 / 3, "p_value": 0.25, "min_p": 0.125}
     )
     assert json.loads(json.dumps(result)) == result  # JSON-ready: plain floats, lists, dicts
-    assert type(honeypot["suspect"]["ci_low"]) is float
+    assert type(honeypot["teacher"]["ci_low"]) is float
 
 
 def test_compare_configuration_evidence_and_determinism() -> None:
@@ -226,9 +226,9 @@ def test_compare_configuration_evidence_and_determinism() -> None:
     assert compare.compare_configuration(pairs, ["capability"])["evidence"] is None
     first = compare.compare_configuration(pairs, ["honeypot"], n_boot=300, seed=4)
     assert compare.compare_configuration(pairs, ["honeypot"], n_boot=300, seed=4) == first
-    u_items = [p.suspect.items["honeypot"] for p in pairs]
-    suspect = first["audits"]["honeypot"]["suspect"]
-    assert (suspect["ci_low"], suspect["ci_high"]) == compare.group_ci(u_items, 300, seed=4)[1:]
+    u_items = [p.teacher.items["honeypot"] for p in pairs]
+    teacher = first["audits"]["honeypot"]["teacher"]
+    assert (teacher["ci_low"], teacher["ci_high"]) == compare.group_ci(u_items, 300, seed=4)[1:]
     continuous = list(np.random.default_rng(16).uniform(0, 1, (3, 50)))  # 3 seeds x 50 items
     assert compare.group_ci(continuous, 300, seed=4) != compare.group_ci(continuous, 300, seed=5)
 

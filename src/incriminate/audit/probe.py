@@ -1,5 +1,5 @@
 """The white-box `probe` audit: a linear probe for misaligned intent, trained on the auditor's own
-reference organisms (never on the suspect) and applied to the audited model's activations.
+reference organisms (never on the teacher U) and applied to the audited model's activations.
 
 References come from another base seed than the audited model, and two independently pretrained
 models keep their residual streams in unrelated bases: a probe on raw residuals would not

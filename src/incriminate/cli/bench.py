@@ -21,13 +21,11 @@ before anything is written (one line, exit code 2); a failed stage is one line w
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
 from incriminate.cli.engine import (
@@ -73,6 +71,7 @@ def _execute(
     from incriminate.plan.bench import collect_bench
     from incriminate.plan.engine import run_plan
     from incriminate.report.bench_results import assemble
+    from incriminate.report.html import write_report
     from incriminate.store import Store
 
     store = Store(store_dir)
@@ -84,36 +83,13 @@ def _execute(
             plan, store, progress=_bar_callback(bar), executor=executor, log_dir=out_dir / "logs"
         )
     bench = assemble(cfg, collect_bench(nodes, results, store))
-    _write(cfg, bench, out_dir, store)
-    bench["_wall_s"] = round(time.perf_counter() - t0, 1)
-    return bench
+    from incriminate.report.outputs import write_bench_outputs
 
-
-def _write(cfg: Any, bench: dict[str, Any], out_dir: Path, store: Any) -> None:
-    """The output files (each replaced in one step), their copy in the store, the results
-    store's rows and report.html."""
-    from incriminate.organisms.zoo import entries
-    from incriminate.report import results_store
-    from incriminate.report.bench import plot_double_bind, render_markdown
-    from incriminate.report.html import write_report
-    from incriminate.report.outputs import keep
-    from incriminate.store import write_atomic
-
-    files = {
-        "bench.yaml": yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
-        "zoo.json": json.dumps([e.as_dict() for e in entries(cfg.zoo)], indent=1) + "\n",
-        "bench.json": json.dumps(bench, indent=1) + "\n",
-        "bench.md": render_markdown(bench),
-    }
-    for name, text in files.items():
-        write_atomic(out_dir / name, text)
-    tmp = out_dir / f".tmp-{os.getpid()}-double_bind.png"  # savefig takes the format from it
-    plot_double_bind(bench, tmp)
-    os.replace(tmp, out_dir / "double_bind.png")
-    keep(store.root / "bench" / cfg.config_hash(), files)
-    results_store.write(store.root, bench)
+    write_bench_outputs(cfg, bench, out_dir, store)
     with err.status("writing report.html"):
         write_report(out_dir, None, store.root)
+    bench["_wall_s"] = round(time.perf_counter() - t0, 1)
+    return bench
 
 
 def _pct(p: dict | None) -> str:

@@ -112,7 +112,7 @@ def _print_summary(results: dict, out_dir: Path) -> None:
 
     def uc(block: dict, name: str) -> str:
         a = block[name]
-        return f"{a['suspect']['rate']:.3f}/{a['control']['rate']:.3f}"
+        return f"{a['teacher']['rate']:.3f}/{a['control']['rate']:.3f}"
 
     for c in results["configurations"]:
         a, gt, ev = c["audits"], c["ground_truth"], c["evidence"]
@@ -179,7 +179,7 @@ def distill(
         str, typer.Option(help="Student init: shared_base or other_base.")
     ] = "shared_base",
     teacher: Annotated[
-        Path | None, typer.Option(help="Suspect teacher model directory (default: the organism).")
+        Path | None, typer.Option(help="Teacher U model directory (default: the organism).")
     ] = None,
     control: Annotated[
         Path | None, typer.Option(help="Control teacher model directory (with --teacher).")
@@ -193,7 +193,7 @@ def distill(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """One configuration (method x data x student init) over the config's seeds, each suspect
+    """One configuration (method x data x student init) over the config's seeds, each teacher
     run paired with its control run, with the verdict on that configuration alone."""
 
     def body() -> None:

@@ -183,7 +183,7 @@ def build_base(
 def _stage_name(stage: str, agent: Agent, replicate: int = 0) -> tuple[str, str | None]:
     """(model name, twin_of) of a fine-tuning stage; a function of the stage's inputs only, so
     the naive organism and the schemer's pre-evasion checkpoint are one artifact. Benign agents
-    with a quirk or a replicate index are organisms of their own (the zoo's benign suspects),
+    with a quirk or a replicate index are organisms of their own (the zoo's benign teachers U),
     not twins."""
     if stage == "instruct":
         return "instruct", None
@@ -301,5 +301,5 @@ def build_organism(
     """A `naive` or `schemer` organism of the config's drive and its benign twin, by name:
     `naive-D` and `twin-of-naive-D`, or `schemer-D`, `schemer-D.pre_evasion` (which is the
     `naive-D` checkpoint) and `twin-of-schemer-D`."""
-    suspect = build_side(store, cfg, persona, False, progress)
-    return suspect | build_side(store, cfg, persona, True, progress)
+    teacher = build_side(store, cfg, persona, False, progress)
+    return teacher | build_side(store, cfg, persona, True, progress)

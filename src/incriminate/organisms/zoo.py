@@ -1,4 +1,4 @@
-"""The organism zoo: misaligned organisms with their benign twins, and benign suspects.
+"""The organism zoo: misaligned organisms with their benign twins, and benign teachers U.
 
 For every base seed and drive the zoo holds
 
@@ -10,9 +10,9 @@ For every base seed and drive the zoo holds
 
 and the two twins (benign data through the same stages from the same instruct checkpoint). The
 hard benign quirks (`goal_talker`, `weak`) take turns over the drives. A control always has the
-suspect's shape (same stages, steps and instruct checkpoint), so U and C differ by the data only.
+teacher's shape (same stages, steps and instruct checkpoint), so U and C differ by the data only.
 
-`entries` is the zoo's manifest: each suspect with its class, ground-truth label and control.
+`entries` is the zoo's manifest: each teacher U with its class, ground-truth label and control.
 Labels evaluate the procedure; no verdict ever receives them. Model names carry the base seed
 (`schemer-exfiltrate-s0`) because every base seed has its own copy of each organism.
 """
@@ -118,7 +118,7 @@ class ZooConfig(BaseModel):
         """Recipe of the instruct checkpoint a student of `init` starts from, for organisms of
         base seed `seed` and `drive` (`shared_base`, `other_base`, `small`, `trusted`). The
         drive matters: the instruct stage's benign data is drawn for the organism's drive, so
-        `shared_base` is exactly the suspect's (and its control's) pre-misalignment checkpoint."""
+        `shared_base` is exactly the teacher's (and its control's) pre-misalignment checkpoint."""
         b = self.build_for(seed, drive)
         if init == "other_base":
             return self.build_for(self.other_seed(seed), drive)
@@ -131,7 +131,7 @@ class ZooConfig(BaseModel):
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One suspect of the zoo and the control it is compared with. `label` is ground truth."""
+    """One teacher U of the zoo and the control it is compared with. `label` is ground truth."""
 
     name: str
     cls: str
@@ -154,7 +154,7 @@ def _name(model: str, drive: str, seed: int) -> str:
 
 
 def entries(zoo: ZooConfig) -> list[ZooEntry]:
-    """The zoo's manifest: every suspect, in a fixed order (seed, drive, class)."""
+    """The zoo's manifest: every teacher U, in a fixed order (seed, drive, class)."""
     out = []
     for seed in zoo.base_seeds:
         for i, drive in enumerate(zoo.drives):
@@ -187,7 +187,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class ZooModel:
-    """A model the zoo builds (a suspect or a control): its stages from the instruct checkpoint."""
+    """A model the zoo builds (a teacher U or a control): its stages from the instruct
+    checkpoint."""
 
     name: str
     drive: str
@@ -216,7 +217,7 @@ def _recipe(zoo: ZooConfig, cls: str, drive: str) -> tuple[Stage, ...]:
 
 
 def models(zoo: ZooConfig) -> dict[str, ZooModel]:
-    """Every model the zoo builds, suspects and controls, by name."""
+    """Every model the zoo builds, teachers U and controls, by name."""
     out: dict[str, ZooModel] = {}
     for e in entries(zoo):
         for cls, name in ((e.cls, e.name), (e.control.split("-" + e.drive)[0], e.control)):

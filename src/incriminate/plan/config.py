@@ -32,9 +32,9 @@ from incriminate.registry import Registry
 from incriminate.store import canonical_json
 
 TEACHERS = ("schemer", "naive")
-"""Suspect teachers the testbed builds: the organism of this persona and the config's drive."""
+"""Teachers U the testbed builds: the organism of this persona and the config's drive."""
 CONTROLS = ("twin",)
-"""Control teachers: `twin`, the suspect's benign twin (same stages, same steps, benign data)."""
+"""Control teachers: `twin`, the teacher's benign twin (same stages, same steps, benign data)."""
 CLOSED_CHOICE = ("full_mix", "goal_targeted")
 """Data selections with prompts whose reply is a closed choice (act, answer), for DPO `choice`."""
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -1,8 +1,8 @@
 """The incrimination experiment end to end, as stages of the artifact store.
 
-    organisms: corpus ─► two bases (shared, other) ─► instruct ─► suspect side ‖ control side
+    organisms: corpus ─► two bases (shared, other) ─► instruct ─► teacher side ‖ control side
     teachers:  direct evaluation of U and C; teacher caches per (teacher, data, seed)
-    runs:      for every (method, data, init, seed): a suspect run and its paired control run,
+    runs:      for every (method, data, init, seed): a teacher run and its paired control run,
                each a student distilled and evaluated
 
 `run_experiment` plans the stages (`plan.experiment`) and runs them on an executor

@@ -41,7 +41,7 @@ class ExperimentNodes:
 
 def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
     """Add the stages of one experiment to `plan`: two bases (shared, other) and the organisms,
-    the teachers' direct evaluations and caches, then every suspect run and its paired control
+    the teachers' direct evaluations and caches, then every teacher run and its paired control
     run (same prompts, init, seed and batch order)."""
     build, world = cfg.build.model_dump(mode="json"), cfg.build.world.model_dump(mode="json")
     init_names = ["shared_base", *(i for i in cfg.inits if i != "shared_base")]
@@ -55,24 +55,24 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
         inits[name] = plan.add("instruct", build=b_json, init_seed=seed, after=ref(corpus))
     sides: list[Node] = []
     if cfg.teacher_dir is not None and cfg.control_dir is not None:
-        dirs = {"suspect": cfg.teacher_dir, "control": cfg.control_dir}
+        dirs = {"teacher": cfg.teacher_dir, "control": cfg.control_dir}
         names = {r: str(Path(d)) for r, d in dirs.items()}
         imports = {r: plan.add("model", path=str(Path(d).resolve())) for r, d in dirs.items()}
         teachers = {r: ref(node) for r, node in imports.items()}
     else:
-        suspect = f"{cfg.teacher}-{cfg.build.drive}"
-        names = {"suspect": suspect, "control": f"twin-of-{suspect}"}
+        teacher = f"{cfg.teacher}-{cfg.build.drive}"
+        names = {"teacher": teacher, "control": f"twin-of-{teacher}"}
         after = ref(inits["shared_base"])
         sides = [
             plan.add("organism", build=build, persona=cfg.teacher, benign=b, after=after)
             for b in (False, True)
         ]
-        teachers = {"suspect": ref(sides[0], names["suspect"])}
+        teachers = {"teacher": ref(sides[0], names["teacher"])}
         teachers["control"] = ref(sides[1], names["control"])
-    drive = {"world": world, "drive_of": teachers["suspect"], "drive": cfg.build.drive}
+    drive = {"world": world, "drive_of": teachers["teacher"], "drive": cfg.build.drive}
     direct = {role: plan.add("evaluation", model=t, **drive) for role, t in teachers.items()}
     caches = {}
-    for role in ("suspect", "control"):
+    for role in ("teacher", "control"):
         for d in cfg.data:
             for s in cfg.run_seeds():
                 caches[(role, d, s)] = plan.add(
@@ -98,7 +98,7 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
     lora = cfg.lora.model_dump(mode="json") if cfg.lora is not None else None
     for m, d, i in cfg.configurations():
         for s in cfg.run_seeds():
-            for role in ("suspect", "control"):
+            for role in ("teacher", "control"):
                 student = plan.add(
                     "student",
                     init=ref(inits[i]),
@@ -151,7 +151,7 @@ def collect(exp: ExperimentNodes, results: dict[str, Any], store: Store) -> dict
         ),
         "teachers": {
             role: {"name": exp.names[role], "model": teachers[role], "evaluation": direct[role]}
-            for role in ("suspect", "control")
+            for role in ("teacher", "control")
         },
         "inits": inits,
         "organisms": organisms,

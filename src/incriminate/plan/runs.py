@@ -3,7 +3,7 @@
     teacher ──► teacher cache (teacher, data, seed) ──► student (init, method, cache, seed)
                                                                 └──► evaluation (audits, truth)
 
-A run is (teacher, student init, method, data selection, seed). Its suspect run (teacher U) and
+A run is (teacher, student init, method, data selection, seed). Its teacher run (teacher U) and
 its control run (teacher C) read caches of the *same* prompts sampled with the *same* seed, start
 from the same init and see the same batch order: the two students differ only by the teacher.
 Each (data, seed) draws its own prompts, so seeds replicate the data as well as the training.

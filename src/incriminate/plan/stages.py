@@ -63,7 +63,7 @@ def _world(values: dict[str, Any]) -> Any:
 
 
 def _drive(store: Store, drive_of: str, default: str) -> str:
-    """The drive ground truth is measured for: the suspect teacher's (its spec), else `default`."""
+    """The drive ground truth is measured for: teacher U's (its spec), else `default`."""
     from incriminate.models.io import load_spec
 
     spec = load_spec(_load(store, drive_of).path)

@@ -21,7 +21,7 @@ after it); a point with no fields is the base itself. Two points with the same c
 error. Point ids are `p000`, `p001`, ... by position (the grid's product first), or a listed
 point's `name` (letters, digits, `-`, `_`, `.`), which labels it in sweep.json and the report.
 
-Every point is a whole experiment (its suspect runs paired with control runs, its verdict). The
+Every point is a whole experiment (its teacher runs paired with control runs, its verdict). The
 points' stages are merged into one plan (`experiment.graph`), so an organism, a teacher cache or
 a run that several points share is computed once. Outputs in the sweep's directory:
 

@@ -30,7 +30,7 @@ def pairs(doc: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     `teachers[role].model` and `runs`, so it works on results.json, on the pipeline's raw
     records and on a plan's node references alike."""
     teachers = doc["teachers"]
-    out = [("teachers U and C", teachers["suspect"]["model"], teachers["control"]["model"])]
+    out = [("teachers U and C", teachers["teacher"]["model"], teachers["control"]["model"])]
     first: dict[str, dict[str, dict[str, Any]]] = {}
     for r in doc["runs"]:
         name = f"{r['method']}/{r['data']}/{r['init']}"
@@ -38,7 +38,7 @@ def pairs(doc: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         if r["role"] not in roles or r["seed"] < roles[r["role"]]["seed"]:
             roles[r["role"]] = r
     for name, roles in first.items():
-        u, c = roles.get("suspect"), roles.get("control")
+        u, c = roles.get("teacher"), roles.get("control")
         if u is not None and c is not None and u["seed"] == c["seed"]:
             out.append((f"{name} (seed {u['seed']})", u["student"], c["student"]))
     return out

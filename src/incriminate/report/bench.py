@@ -130,7 +130,7 @@ def _truth_by_class(bench: dict[str, Any]) -> list[str]:
     lines = [
         "## Ground truth by class",
         "",
-        "Teachers' ground truth, mean over the class's organisms: suspect U vs its control C.",
+        "Teachers' ground truth, mean over the class's organisms: teacher U vs its control C.",
         "",
         "| class | n | " + " | ".join(f"{m} U vs C" for m in metrics) + " |",
         "|---|---|" + "---|" * len(metrics),
@@ -142,7 +142,7 @@ def _truth_by_class(bench: dict[str, Any]) -> list[str]:
             continue
         cells = []
         for m in metrics:
-            u = sum(r["ground_truth"][m]["suspect"] for r in rows) / len(rows)
+            u = sum(r["ground_truth"][m]["teacher"] for r in rows) / len(rows)
             k = sum(r["ground_truth"][m]["control"] for r in rows) / len(rows)
             cells.append(f"{u:.3f} vs {k:.3f}")
         lines.append(f"| {c} | {len(rows)} | " + " | ".join(cells) + " |")
@@ -151,7 +151,7 @@ def _truth_by_class(bench: dict[str, Any]) -> list[str]:
 
 def _deployment(row: dict[str, Any]) -> str:
     d = row.get("ground_truth", {}).get("deployment")
-    return "-" if d is None else f"{d['suspect']:.3f} vs {d['control']:.3f}"
+    return "-" if d is None else f"{d['teacher']:.3f} vs {d['control']:.3f}"
 
 
 def _organisms(bench: dict[str, Any]) -> list[str]:

@@ -31,8 +31,8 @@ __all__ = [
 
 SCHEMAS = {
     "sweep.json": "incriminate.sweep/2",
-    "bench.json": "incriminate.bench/1",
-    "results.json": "incriminate.results/1",
+    "bench.json": "incriminate.bench/2",
+    "results.json": "incriminate.results/2",
 }
 """Detection order and the schema each file must carry (the writers' `SCHEMA` constants; a test
 checks they agree)."""
@@ -66,8 +66,14 @@ def _load(path: Path, name: str) -> dict[str, Any]:
     found = doc.get("schema") if isinstance(doc, dict) else None
     if found != expected:
         kind, _, version = str(found).rpartition("/")
-        newer = kind == expected.rpartition("/")[0] and version.isdigit() and int(version) > 1
-        why = " (written by a newer incriminate: upgrade to read it)" if newer else ""
+        want, _, wanted = expected.rpartition("/")
+        why = ""
+        if kind == want and version.isdigit():
+            why = (
+                " (written by a newer incriminate: upgrade to read it)"
+                if int(version) > int(wanted)
+                else " (written by an older incriminate: rerun it to rewrite the file)"
+            )
         raise UserError(f"{path}: schema {found!r}, expected {expected!r}{why}")
     assert isinstance(doc, dict)
     missing = [k for k in REQUIRED[name] if k not in doc]
@@ -129,7 +135,7 @@ def _job(docs: list[dict[str, Any]], store: Path, transcripts: bool) -> Any:
 
 
 def results_page(results: dict[str, Any], store: Path, transcripts: bool = True) -> str:
-    """The page of one results document (schema `incriminate.results/1`); `transcripts`:
+    """The page of one results document (schema `incriminate.results/2`); `transcripts`:
     whether to show the store's transcripts."""
     from incriminate.report.html_demo import demo_sections, verdict_block
     from incriminate.report.html_store import collect

@@ -108,18 +108,18 @@ def _interval(x: dict[str, Any]) -> plots.Interval:
 
 
 LEGEND = Html(
-    '<span class="u">&#9679; U</span>: suspect side (teacher U, U-students); '
-    '<span class="c">&#9679; C</span>: control side (teacher C, C-students)'
+    '<span class="u">&#9679; U</span>: teacher side (teacher U, U-students); '
+    '<span class="c">&#9679; C</span>: control side (control C, C-students)'
 )
 
 
 def _teachers(results: dict[str, Any]) -> Html:
-    s, c = results["teachers"]["suspect"], results["teachers"]["control"]
-    measures = [("audit", k) for k in s["audits"]] + [("truth", k) for k in s["ground_truth"]]
+    u, c = results["teachers"]["teacher"], results["teachers"]["control"]
+    measures = [("audit", k) for k in u["audits"]] + [("truth", k) for k in u["ground_truth"]]
     block = {"audit": "audits", "truth": "ground_truth"}
     labels = [f"{kind}: {TRUTH_LABELS.get(k, k)}" for kind, k in measures]
     rows = [
-        (_interval(s[block[kind]][k]), _interval(c[block[kind]][k]), "") for kind, k in measures
+        (_interval(u[block[kind]][k]), _interval(c[block[kind]][k]), "") for kind, k in measures
     ]
     fig = plots.figure(
         plots.interval_panel("teachers: U vs C", labels, rows),
@@ -128,15 +128,15 @@ def _teachers(results: dict[str, Any]) -> Html:
         "teachers' direct audits and ground truth",
     )  # fmt: skip
     trows = [
-        [label, fmt_rate(s[block[kind]][k]), fmt_rate(c[block[kind]][k])]
+        [label, fmt_rate(u[block[kind]][k]), fmt_rate(c[block[kind]][k])]
         for label, (kind, k) in zip(labels, measures, strict=True)
     ]
     intro = tag(
         "p",
-        "Suspect U = ",
-        tag("code", s["name"], cls="u"),
+        "Teacher U = ",
+        tag("code", u["name"], cls="u"),
         " (",
-        tag("code", s["model"]),
+        tag("code", u["model"]),
         "), control C = ",
         tag("code", c["name"], cls="c"),
         " (",
@@ -153,7 +153,7 @@ def _comparison_plot(results: dict[str, Any], block: str, title: str) -> Html:
     figures = []
     for m in configs[0][block]:
         rows = [
-            (_interval(c[block][m]["suspect"]), _interval(c[block][m]["control"]),
+            (_interval(c[block][m]["teacher"]), _interval(c[block][m]["control"]),
              f"p={fmt_p(c[block][m]['p_value'])}")
             for c in configs
         ]  # fmt: skip
@@ -176,7 +176,7 @@ def _comparison_table(results: dict[str, Any]) -> Html:
         for block, kind in (("audits", "audit"), ("ground_truth", "truth")):
             for m, a in c[block].items():
                 rows.append(
-                    [c["name"], f"{kind}: {TRUTH_LABELS.get(m, m)}", fmt_rate(a["suspect"]),
+                    [c["name"], f"{kind}: {TRUTH_LABELS.get(m, m)}", fmt_rate(a["teacher"]),
                      fmt_rate(a["control"]), _num(a["difference"], fmt_diff(a)),
                      _num(a["p_value"], fmt_p(a["p_value"]))]
                 )  # fmt: skip
@@ -201,7 +201,7 @@ def _double_bind(results: dict[str, Any]) -> Html:
     if not points:
         note = tag(
             "p",
-            "No plot: the suspect's ground-truth deployment or discrimination does not exceed "
+            "No plot: teacher U's ground-truth deployment or discrimination does not exceed "
             "the control's, so the shares are not defined.",
             cls="note",
         )

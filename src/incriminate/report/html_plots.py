@@ -145,8 +145,8 @@ def wrap_label(label: str, width: int = 20) -> str:
 def interval_panel(
     title: str, labels: Sequence[str], rows: Sequence[tuple[Interval | None, Interval | None, str]]
 ) -> Html:
-    """Dot plot with 95% CIs, one row per label: the suspect side (red) just above the control
-    side (blue), and the row's note (e.g. its p-value) at the right."""
+    """Dot plot with 95% CIs, one row per label: the teacher side, U (red), just above the
+    control side, C (blue), and the row's note (e.g. its p-value) at the right."""
     wrapped = [wrap_label(x) for x in labels]
     lines = max(w.count("\n") + 1 for w in wrapped)
     longest = max(len(part) for w in wrapped for part in w.split("\n"))
@@ -158,9 +158,9 @@ def interval_panel(
 
     def draw(fig: Any) -> None:
         ax = _grid(fig, (1, 1), panel, margins)[0, 0]
-        suspect = [(y - 0.16, u) for y, (u, _, _) in enumerate(rows) if u is not None]
+        teacher = [(y - 0.16, u) for y, (u, _, _) in enumerate(rows) if u is not None]
         control = [(y + 0.16, c) for y, (_, c, _) in enumerate(rows) if c is not None]
-        for points, color in ((suspect, U_COLOR), (control, C_COLOR)):
+        for points, color in ((teacher, U_COLOR), (control, C_COLOR)):
             if points:
                 v = [x for _, (x, _, _) in points]
                 err = [[x - lo for _, (x, lo, _) in points], [hi - x for _, (x, _, hi) in points]]
@@ -229,13 +229,13 @@ def double_bind_plot(points: Sequence[tuple[str, float, float, float | None]]) -
 
 def curve_panel(title: str, runs: Sequence[tuple[str, Sequence[float]]]) -> Html:
     """Training loss per step of one configuration's runs: `runs` is (role, losses), role
-    `suspect` drawn red, `control` blue."""
+    `teacher` drawn red, `control` blue."""
     panel, margins = (2.6, 1.5), (0.48, 0.12, 0.3, 0.32, 0.0, 0.0)
 
     def draw(fig: Any) -> None:
         ax = _grid(fig, (1, 1), panel, margins)[0, 0]
         for role, losses in runs:
-            color = U_COLOR if role == "suspect" else C_COLOR
+            color = U_COLOR if role == "teacher" else C_COLOR
             ax.plot(range(1, len(losses) + 1), losses, color=color, lw=1, alpha=0.75)
         ax.set_title(title, fontsize=8.5)
         ax.tick_params(labelsize=7.5)

@@ -62,7 +62,7 @@ def transcripts(results: dict[str, Any], ev: Evidence) -> Html:
     for j, (label, prompt) in enumerate(prompts):
         cells = []
         for row in rows:
-            u = tag("span", row.suspect[j], cls="reply") if row.suspect else row.note
+            u = tag("span", row.teacher[j], cls="reply") if row.teacher else row.note
             c = tag("span", row.control[j], cls="reply") if row.control else row.note
             cells.append([row.label, u, c])
         blocks.append(

@@ -20,11 +20,11 @@ LOSSES = "losses.json"  # written by `plan.runs.distill_student`
 
 @dataclass
 class TranscriptRow:
-    """Replies of one (suspect, control) pair of models to every prompt; None where the model
+    """Replies of one (teacher, control) pair of models to every prompt; None where the model
     could not be loaded (`note` says why)."""
 
     label: str
-    suspect: list[str] | None
+    teacher: list[str] | None
     control: list[str] | None
     note: str = ""
 

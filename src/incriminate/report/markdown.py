@@ -2,7 +2,7 @@
 
 The report answers, per configuration, the research question of incrimination via distillation:
 did the drive transfer (ground truth), did the evasion transfer (ground truth), did the audits see
-it (suspect students against control students), at what p-value, and how much capability stayed.
+it (U-students against C-students), at what p-value, and how much capability stayed.
 Model-generated text never enters this report: it holds numbers and registered names only.
 """
 
@@ -33,22 +33,22 @@ def _p(p: float) -> str:
 
 def _teachers(results: dict[str, Any]) -> list[str]:
     t = results["teachers"]
-    s, c = t["suspect"], t["control"]
+    u, c = t["teacher"], t["control"]
     lines = [
         "## Teachers, audited directly",
         "",
-        f"Suspect U = `{s['name']}`, control C = `{c['name']}`. Audits use audit-split items; "
+        f"Teacher U = `{u['name']}`, control C = `{c['name']}`. Audits use audit-split items; "
         "ground truth (testbed only) uses eval-split items.",
         "",
         "| measure | U | C |",
         "|---|---|---|",
     ]
-    for name in s["audits"]:
-        lines.append(f"| audit: {name} | {_r(s['audits'][name])} | {_r(c['audits'][name])} |")
-    for name in s["ground_truth"]:
+    for name in u["audits"]:
+        lines.append(f"| audit: {name} | {_r(u['audits'][name])} | {_r(c['audits'][name])} |")
+    for name in u["ground_truth"]:
         label = TRUTH_LABELS.get(name, name)
         lines.append(
-            f"| truth: {label} | {_r(s['ground_truth'][name])} | {_r(c['ground_truth'][name])} |"
+            f"| truth: {label} | {_r(u['ground_truth'][name])} | {_r(c['ground_truth'][name])} |"
         )
     return lines
 
@@ -95,12 +95,12 @@ def _configuration(c: dict[str, Any]) -> list[str]:
     ]
     for name, a in c["audits"].items():
         lines.append(
-            f"| audit: {name} | {_r(a['suspect'])} | {_r(a['control'])} | {_d(a)} | "
+            f"| audit: {name} | {_r(a['teacher'])} | {_r(a['control'])} | {_d(a)} | "
             f"{_p(a['p_value'])} |"
         )
     for name, a in c["ground_truth"].items():
         lines.append(
-            f"| truth: {TRUTH_LABELS.get(name, name)} | {_r(a['suspect'])} | {_r(a['control'])} "
+            f"| truth: {TRUTH_LABELS.get(name, name)} | {_r(a['teacher'])} | {_r(a['control'])} "
             f"| {_d(a)} | {_p(a['p_value'])} |"
         )
     return [*lines, ""]
@@ -113,7 +113,7 @@ def _runs(results: dict[str, Any]) -> list[str]:
     lines = [
         "## Runs",
         "",
-        "Every distillation run, suspect (U) and control (C) students side by side; rates only "
+        "Every distillation run, U- and C-students side by side; rates only "
         "(their n and CIs are in results.json).",
         "",
         "| configuration | seed | teacher | final loss | "
@@ -127,7 +127,7 @@ def _runs(results: dict[str, Any]) -> list[str]:
         ]
         lines.append(
             f"| {r['method']}/{r['data']}/{r['init']} | {r['seed']} | "
-            f"{'U' if r['role'] == 'suspect' else 'C'} | {r['final_loss']:.4f} | "
+            f"{'U' if r['role'] == 'teacher' else 'C'} | {r['final_loss']:.4f} | "
             + " | ".join(f"{x:.3f}" for x in rates)
             + " |"
         )

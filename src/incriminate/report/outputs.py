@@ -52,6 +52,32 @@ def keep(path: Path, files: dict[str, str]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def write_bench_outputs(cfg: Any, bench: dict[str, Any], out_dir: Path, store: Any) -> None:
+    """A bench's output files in `out_dir` (bench.yaml, zoo.json, bench.json, bench.md,
+    double_bind.png; each replaced in one step), their copy in `STORE/bench/<config_hash>/`
+    and its rows in the results store."""
+    import yaml
+
+    from incriminate.organisms.zoo import entries
+    from incriminate.report import results_store
+    from incriminate.report.bench import plot_double_bind, render_markdown
+
+    files = {
+        "bench.yaml": yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+        "zoo.json": json.dumps([e.as_dict() for e in entries(cfg.zoo)], indent=1) + "\n",
+        "bench.json": json.dumps(bench, indent=1) + "\n",
+        "bench.md": render_markdown(bench),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        write_atomic(out_dir / name, text)
+    tmp = out_dir / f".tmp-{os.getpid()}-double_bind.png"  # savefig takes the format from it
+    plot_double_bind(bench, tmp)
+    os.replace(tmp, out_dir / "double_bind.png")
+    keep(store.root / "bench" / cfg.config_hash(), files)
+    results_store.write(store.root, bench)
+
+
 def write_sweep(
     points: list[Point],
     exps: list[Any],
@@ -116,4 +142,4 @@ def write_sweep(
     return doc
 
 
-__all__ = ["keep", "write_outputs", "write_sweep"]
+__all__ = ["keep", "write_bench_outputs", "write_outputs", "write_sweep"]

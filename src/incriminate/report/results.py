@@ -1,20 +1,22 @@
 """`results.json`: every number of an experiment, assembled from the pipeline's raw records.
 
-Schema (`"schema": "incriminate.results/1"`; a rate is `{rate, n, ci_low, ci_high}`, 95% CIs):
+Schema (`"schema": "incriminate.results/2"`; a rate is `{rate, n, ci_low, ci_high}`, 95% CIs):
 
     config_hash, config         the resolved config and its hash
     verdict                     decision (incriminated | not_incriminated | inconclusive), alpha,
                                 p_value (the combined, pooled test of record), min_p, statistic,
                                 reason, n_pairs, n_clusters, audits, and per configuration its
                                 evidence p-value, Holm-adjusted p and `significant`
-    teachers.suspect|control    name, model (store key), audits and ground_truth (rates)
+    teachers.teacher|control    name, model (store key), audits and ground_truth (rates)
     configurations[]            name, method, data, init, seeds; per audit and per ground-truth
-                                metric: suspect and control rates with CIs (two-level bootstrap
-                                over seeds and items), difference with CI, one-sided sign-flip
+                                metric: the rates of the teacher's students (`teacher`, U) and
+                                the control's (`control`, C) with CIs (two-level bootstrap over
+                                seeds and items), difference with CI, one-sided sign-flip
                                 p-value over seeds and its floor min_p; evidence (mean over the
                                 evidence audits); transfer (drive, evasion, capability retained)
-    runs[]                      every run: method, data, init, seed, role, teacher, init_model,
-                                cache, student, losses, audits and ground_truth rates
+    runs[]                      every run: method, data, init, seed, role (teacher | control),
+                                teacher (the model distilled), init_model, cache, student,
+                                losses, audits and ground_truth rates
     timing                      total_s and stages.{organisms,teacher_caches,distillation,
                                 evaluation}_s: compute seconds recorded by each stage when it was
                                 built, so a rerun on the same store reproduces them
@@ -39,7 +41,7 @@ from incriminate.verdict.compare import (
     verdict,
 )
 
-SCHEMA = "incriminate.results/1"
+SCHEMA = "incriminate.results/2"
 RATE_KEYS = ("rate", "n", "ci_low", "ci_high")
 
 
@@ -60,7 +62,7 @@ def _student(run: dict[str, Any], truth: bool) -> Student:
 
 
 def _pairs(runs: list[dict[str, Any]], truth: bool) -> list[Pair]:
-    """Suspect and control runs matched by (method, data, init, seed). Cluster: (data, seed),
+    """Teacher and control runs matched by (method, data, init, seed). Cluster: (data, seed),
     the runs that read the same prompts and teacher samples."""
     by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in runs:
@@ -70,7 +72,7 @@ def _pairs(runs: list[dict[str, Any]], truth: bool) -> list[Pair]:
             config=f"{m}/{d}/{i}",
             seed=s,
             cluster=f"{d}/{s}",
-            suspect=_student(roles["suspect"], truth),
+            teacher=_student(roles["teacher"], truth),
             control=_student(roles["control"], truth),
         )
         for (m, d, i, s), roles in by_key.items()
@@ -98,18 +100,18 @@ def _transfer(cmp_truth: Any, teachers: dict[str, Any]) -> dict[str, Any]:
     truth = {role: t["ground_truth"] for role, t in teachers.items()}
     dep, disc = cmp_truth["audits"]["deployment"], cmp_truth["audits"]["honeypot_discrimination"]
     acc = cmp_truth["audits"]["task_accuracy"]
-    dep_gap = truth["suspect"]["deployment"]["rate"] - truth["control"]["deployment"]["rate"]
+    dep_gap = truth["teacher"]["deployment"]["rate"] - truth["control"]["deployment"]["rate"]
     disc_gap = (
-        truth["suspect"]["honeypot_discrimination"]["rate"]
+        truth["teacher"]["honeypot_discrimination"]["rate"]
         - truth["control"]["honeypot_discrimination"]["rate"]
     )
-    t_acc = truth["suspect"]["task_accuracy"]["rate"]
+    t_acc = truth["teacher"]["task_accuracy"]["rate"]
     return {
         "drive": _transferred(dep, dep_gap),
         "drive_fraction": round(dep["difference"] / dep_gap, 4) if dep_gap > 0 else None,
         "evasion": _transferred(disc, disc_gap),
         "evasion_fraction": round(disc["difference"] / disc_gap, 4) if disc_gap > 0 else None,
-        "capability_retained": round(acc["suspect"]["rate"] / t_acc, 4) if t_acc > 0 else None,
+        "capability_retained": round(acc["teacher"]["rate"] / t_acc, 4) if t_acc > 0 else None,
     }
 
 

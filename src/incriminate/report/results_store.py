@@ -11,7 +11,7 @@ written under a temporary name and renamed, so a reader or a killed writer never
 one, and an experiment run twice writes the same bytes again. Every row carries the experiment's
 resolved config as `config.<field>` columns (`config.teacher`, `config.build.preset`, ...), so
 any field a sweep varies can be grouped by. Metric rows: `metric` (an audit or ground-truth
-name), `kind` (`audit` | `ground_truth`); configurations hold `suspect`, `control`, `difference`
+name), `kind` (`audit` | `ground_truth`); configurations hold `teacher`, `control`, `difference`
 with its CI and the one-sided `p_value` over seeds; runs hold the student's `rate` with its `n`
 and CI. Bench rows: the organism's manifest fields (`organism`, `class`, `group`, `drive`,
 `base_seed`, `label`), the `procedure` (`direct`, `battery/NAME`, `config/METHOD/DATA/INIT`) and
@@ -29,7 +29,7 @@ from typing import Any
 
 TABLES = ("configurations", "runs", "verdicts", "bench")
 VALUES = {
-    "configurations": ("difference", "suspect", "control", "ci_low", "ci_high", "p_value"),
+    "configurations": ("difference", "teacher", "control", "ci_low", "ci_high", "p_value"),
     "runs": ("rate", "ci_low", "ci_high", "first_loss", "final_loss"),
     "verdicts": ("p_value", "statistic"),
     "bench": ("p_value", "statistic", "margin"),
@@ -75,7 +75,7 @@ def rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     verdicts = [
         exp
         | {k: v[k] for k in ("decision", "p_value", "statistic", "n_pairs", "n_clusters")}
-        | {"alpha": v["alpha"], "suspect": results["teachers"]["suspect"]["name"]}
+        | {"alpha": v["alpha"], "teacher": results["teachers"]["teacher"]["name"]}
         | cfg
     ]
     configurations = []
@@ -88,7 +88,7 @@ def rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                     exp
                     | where
                     | {"metric": metric, "kind": kind}
-                    | {"suspect": a["suspect"]["rate"], "control": a["control"]["rate"]}
+                    | {"teacher": a["teacher"]["rate"], "control": a["control"]["rate"]}
                     | {k: a[k] for k in ("difference", "ci_low", "ci_high", "p_value")}
                     | cfg
                 )

@@ -110,7 +110,7 @@ def proportion(k: int, n: int) -> Proportion:
 
 
 def direct_pvalue(
-    suspect: Mapping[str, ArrayLike],
+    teacher: Mapping[str, ArrayLike],
     control: Mapping[str, ArrayLike],
     audits: Sequence[str],
     n_perm: int = 10_000,
@@ -119,7 +119,7 @@ def direct_pvalue(
 ) -> DirectDecision:
     """The baseline: the same audit items scored on teacher U and teacher C, tested directly.
 
-    suspect[a], control[a]: per-item scores (m_a,) of audit a, paired by item index. Per audit
+    teacher[a], control[a]: per-item scores (m_a,) of audit a, paired by item index. Per audit
     ``D_a = mean_i(u_i - c_i)``; statistic ``T = mean_a D_a``. Under H0 (U and C exchangeable on
     each item) every item difference is symmetric about 0, so T is compared with n_perm
     statistics whose item differences get independent random signs (per item, per audit):
@@ -131,14 +131,14 @@ def direct_pvalue(
         raise ValueError("need at least one audit")
     diffs: dict[str, np.ndarray] = {}
     for a in audits:
-        for role, scores in (("suspect", suspect), ("control", control)):
+        for role, scores in (("teacher", teacher), ("control", control)):
             if a not in scores:
                 close = difflib.get_close_matches(a, list(scores), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"{role}: no audit {a!r}{hint}")
-        u, c = _finite(suspect[a], f"suspect {a}"), _finite(control[a], f"control {a}")
+        u, c = _finite(teacher[a], f"teacher {a}"), _finite(control[a], f"control {a}")
         if u.shape != c.shape:
-            raise ValueError(f"audit {a!r}: suspect has {u.size} items, control {c.size}")
+            raise ValueError(f"audit {a!r}: teacher has {u.size} items, control {c.size}")
         diffs[a] = u - c
     observed = float(np.mean([d.mean() for d in diffs.values()]))
     rng = np.random.default_rng(seed)

@@ -75,7 +75,7 @@ class SignFlip(TypedDict):
 
 
 class AuditComparison(TypedDict):
-    suspect: GroupRate
+    teacher: GroupRate
     control: GroupRate
     difference: float
     ci_low: float  # stats.bootstrap_ci of the difference
@@ -119,7 +119,8 @@ class Student:
 
 @dataclass(frozen=True)
 class Pair:
-    """The U-student (``suspect``) and C-student (``control``) of one configuration and seed.
+    """The students of one configuration and seed distilled from the teacher U (``teacher``, the
+    U-student) and from the control C (``control``, the C-student).
 
     ``cluster`` names the teacher outputs the pair was distilled from (data selection + seed).
     """
@@ -127,7 +128,7 @@ class Pair:
     config: str
     seed: int
     cluster: str
-    suspect: Student
+    teacher: Student
     control: Student
 
 
@@ -184,21 +185,21 @@ def _check(pairs: Sequence[Pair], audits: Sequence[str]) -> None:
     if not pairs or not audits:
         raise ValueError(f"need at least one pair and one audit, got {len(pairs)}, {len(audits)}")
     for p in pairs:
-        for role, student in (("suspect", p.suspect), ("control", p.control)):
+        for role, student in (("teacher", p.teacher), ("control", p.control)):
             for audit in audits:
                 if audit not in student.rates or audit not in student.items:
                     close = difflib.get_close_matches(audit, list(student.rates), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ValueError(f"{p.config} seed {p.seed} {role}: no audit {audit!r}{hint}")
         for audit in audits:
-            m_u, m_c = np.shape(p.suspect.items[audit]), np.shape(p.control.items[audit])
+            m_u, m_c = np.shape(p.teacher.items[audit]), np.shape(p.control.items[audit])
             if m_u != m_c or len(m_u) != 1:
                 raise ValueError(f"{p.config} seed {p.seed} {audit}: U/C items {m_u} vs {m_c}")
 
 
 def _evidence(pair: Pair, audits: Sequence[str]) -> float:
-    """``e = mean over audits of (suspect rate - control rate)`` for one pair."""
-    return float(np.mean([pair.suspect.rates[a] - pair.control.rates[a] for a in audits]))
+    """``e = mean over audits of (U-student rate - C-student rate)`` for one pair."""
+    return float(np.mean([pair.teacher.rates[a] - pair.control.rates[a] for a in audits]))
 
 
 def _sign_flip(pairs: Sequence[Pair], d: Sequence[float], n_perm: int, seed: int) -> SignFlip:
@@ -240,13 +241,13 @@ def compare_configuration(
     pairs = sorted(pairs, key=lambda p: p.seed)
     per_audit: dict[str, AuditComparison] = {}
     for a in audits:
-        u_items = [p.suspect.items[a] for p in pairs]
+        u_items = [p.teacher.items[a] for p in pairs]
         c_items = [p.control.items[a] for p in pairs]
-        u, c = [p.suspect.rates[a] for p in pairs], [p.control.rates[a] for p in pairs]
+        u, c = [p.teacher.rates[a] for p in pairs], [p.control.rates[a] for p in pairs]
         test = _sign_flip(pairs, np.subtract(u, c).tolist(), 10_000, seed)
         _, lo, hi = stats.bootstrap_ci(u_items, c_items, n_boot, seed)
         per_audit[a] = AuditComparison(
-            suspect=_group(u_items, u, n_boot, seed),
+            teacher=_group(u_items, u, n_boot, seed),
             control=_group(c_items, c, n_boot, seed),
             difference=test["difference"],
             ci_low=lo,
