@@ -139,11 +139,16 @@ def test_run_bench_assembles_the_raw_records(tmp_path: Path, monkeypatch: pytest
         calls.append((cfg, store.root, workers))
         return {"raw": 1}
 
+    from incriminate.report import results_store
+
+    written = []
     monkeypatch.setattr(bench, "run_bench", fake_run)
     monkeypatch.setattr(bench_results, "assemble", lambda cfg, raw: {"cfg": cfg, **raw})
+    monkeypatch.setattr(results_store, "write", lambda root, doc: written.append((root, doc)))
     cfg = api.load_bench_config(quick=True)
     assert api.run_bench(cfg, store=tmp_path / "s", workers=3) == {"cfg": cfg, "raw": 1}
     assert calls == [(cfg, tmp_path / "s", 3)]
+    assert written == [(tmp_path / "s", {"cfg": cfg, "raw": 1})]  # its rows in the store
 
 
 def test_results_tables_and_documents_reject_bad_input(tmp_path: Path):
