@@ -88,6 +88,7 @@ def test_the_sweep_writes_every_point(reference) -> None:
         "organism": 4,
         "student": 4,
         "teacher_cache": 4,
+        "transcripts": 2,
     }
     for p in doc["points"]:
         results = json.loads((root / "ref" / p["results"]).read_text())
