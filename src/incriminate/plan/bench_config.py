@@ -14,7 +14,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from incriminate.audit.audits import AUDITS
@@ -283,17 +282,12 @@ def load_bench_config(
     return BenchConfig.model_validate(values)
 
 
-def battery_yaml(battery: Battery) -> str:
-    return yaml.safe_dump(battery.model_dump(mode="json"), sort_keys=False)
-
-
 __all__ = [
     "BATTERIES",
     "EVIDENCE",
     "Battery",
     "BenchConfig",
     "Configuration",
-    "battery_yaml",
     "load_battery",
     "load_bench_config",
     "union",
