@@ -1,7 +1,8 @@
 """`incriminate bench --quick` through the real CLI: outputs, internal consistency, the probe's
 exclusions, reuse on rerun, the dry-run plan, the results store's rows, a run on Ray, a run
 killed with `kill -9` and resumed, a failing stage, and bad input. Every run is compared with one
-uninterrupted reference run: the same bench.json (but its `timing`, the compute seconds)."""
+uninterrupted reference run of the same config: the same bench.json (but its `timing`, the
+compute seconds). The Ray and kill runs use a smaller zoo (`SMALL`), with its own reference."""
 
 from __future__ import annotations
 
@@ -42,6 +43,20 @@ def _numbers(path: Path) -> dict:
     bench = json.loads(path.read_text())
     bench.pop("timing")
     return bench
+
+
+SMALL = ("zoo.personas=[naive]", "zoo.hard_benign=[]")
+"""A smaller quick zoo (naive, benign and twins: 12 models instead of 28) for the runs that only
+check the engine (Ray, kill and resume) against a reference of their own."""
+
+
+@pytest.fixture(scope="module")
+def small_run(bench_run) -> Path:
+    """The uninterrupted reference of the small zoo, in `bench_run`'s directory."""
+    root = bench_run[0]
+    r = _cli("bench", "--quick", *SMALL, "--out", "small", "--store", "store-small", cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root / "small" / "bench.json"
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +171,9 @@ def test_rerun_reuses_every_stage_and_reproduces_the_numbers(bench_run) -> None:
     assert not any(" built " in p.read_text() for p in (root / "again" / "logs").glob("*.log"))
 
 
-def _plan(root: Path, store: str) -> list[dict]:
-    r = _cli("bench", "--quick", "--store", store, "--out", "dry", "--dry-run", "--json", cwd=root)
+def _plan(root: Path, store: str, *overrides: str) -> list[dict]:
+    args = ("--store", store, "--out", "dry", "--dry-run", "--json")
+    r = _cli("bench", "--quick", *overrides, *args, cwd=root)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["plan"]
 
@@ -225,7 +241,7 @@ def _processes_with(tmpdir: str) -> list[int]:
     not Path(sys.executable).with_name("ray").exists(),
     reason="Ray is not installed (pip install 'incriminate[ray]')",
 )
-def test_bench_on_a_local_ray_gives_the_same_numbers(bench_run) -> None:
+def test_bench_on_a_local_ray_gives_the_same_numbers(bench_run, small_run) -> None:
     """`--backend ray` without `--address` starts a Ray instance of its own (its temporary
     folder under TMPDIR, short: Ray's socket paths must stay under 107 characters) and stops it:
     no Ray process and no temporary folder are left behind."""
@@ -233,8 +249,8 @@ def test_bench_on_a_local_ray_gives_the_same_numbers(bench_run) -> None:
     tmp = tempfile.mkdtemp(prefix="ib", dir="/tmp")
     env = os.environ | {"TMPDIR": tmp, "RAY_AUTH_MODE": "disabled"}
     try:
-        r = _cli("bench", "--quick", "--out", "ray", "--store", "store-ray", "--backend", "ray",
-                 cwd=root, env=env)  # fmt: skip
+        r = _cli("bench", "--quick", *SMALL, "--out", "ray", "--store", "store-ray",
+                 "--backend", "ray", cwd=root, env=env)  # fmt: skip
         assert r.returncode == 0, r.stderr[-3000:]
         deadline = time.time() + 15  # Ray's daemons exit a moment after the driver
         while _processes_with(tmp) and time.time() < deadline:
@@ -246,13 +262,13 @@ def test_bench_on_a_local_ray_gives_the_same_numbers(bench_run) -> None:
         assert not list(Path(tmp).glob("incriminate-ray-*"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    assert _numbers(root / "ray" / "bench.json") == _numbers(root / "out" / "bench.json")
+    assert _numbers(root / "ray" / "bench.json") == _numbers(small_run)
 
 
-def test_a_killed_bench_resumes_to_the_same_numbers(bench_run) -> None:
+def test_a_killed_bench_resumes_to_the_same_numbers(bench_run, small_run) -> None:
     root, _, _ = bench_run
     nodes = root / "store-kill" / "nodes"
-    args = ["bench", "--quick", "--out", "kill", "--store", "store-kill", "--workers", "2"]
+    args = ["bench", "--quick", *SMALL, "--out", "kill", "--store", "store-kill", "--workers", "2"]
     with open(root / "kill.console", "w") as console:
         proc = subprocess.Popen(
             [sys.executable, "-m", "incriminate.cli", *args],
@@ -268,11 +284,11 @@ def test_a_killed_bench_resumes_to_the_same_numbers(bench_run) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (root / "kill" / "bench.json").exists()
-    rows = _plan(root, "store-kill")  # part done, part to run
+    rows = _plan(root, "store-kill", *SMALL)  # part done, part to run
     assert sum(row["done"] for row in rows) >= 30 and sum(row["to_run"] for row in rows) > 0
     r = _cli(*args, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert _numbers(root / "kill" / "bench.json") == _numbers(root / "out" / "bench.json")
+    assert _numbers(root / "kill" / "bench.json") == _numbers(small_run)
 
 
 def test_a_failing_stage_is_one_line_with_its_log(bench_run) -> None:
