@@ -23,6 +23,16 @@ class StoreError(RuntimeError):
     """The store cannot be used (e.g. its root is not writable, an artifact is missing)."""
 
 
+class DamagedStageError(StoreError):
+    """A finished stage whose files no longer match its manifest (a file missing, truncated or
+    changed, or the manifest unreadable). The message is one line that names the stage, the file
+    and the repair command; it starts with `DAMAGED`, so it can be recognised after crossing a
+    worker boundary as a plain string."""
+
+
+DAMAGED = "damaged stage "
+
+
 class StageError(RuntimeError):
     """A stage failed; the message is one line and the traceback is in the stage's log."""
 
@@ -63,7 +73,9 @@ def one_line(e: BaseException) -> str:
 
 
 __all__ = [
+    "DAMAGED",
     "ConfigError",
+    "DamagedStageError",
     "ModelDirError",
     "StageError",
     "StoreError",

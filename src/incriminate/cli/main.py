@@ -15,6 +15,7 @@ from incriminate.cli.console import err
 from incriminate.cli.ls import ls
 from incriminate.cli.report import report
 from incriminate.cli.repro import app as repro_app
+from incriminate.cli.store import app as store_app
 
 app = typer.Typer(
     help="Incrimination via distillation: build organisms, audit models, run the demo.",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(organisms.app, name="organisms")
 app.add_typer(repro_app, name="repro", help="Reproductions of published results.")
+app.add_typer(store_app, name="store", help="Check and repair the artifact store.")
 
 
 app.command("audit")(organisms.audit)

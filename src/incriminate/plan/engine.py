@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from incriminate.errors import StageError
+from incriminate.errors import DAMAGED, DamagedStageError, StageError
 from incriminate.plan.config import ExperimentConfig
 from incriminate.plan.executors import Executor, InlineExecutor, PoolExecutor, execute
 from incriminate.plan.experiment import collect, plan_experiment
@@ -64,7 +64,8 @@ def run_plan(
     log_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run every node of `plan` (on `executor`, else a local one of `workers` processes) and
-    return the results by node id; the first failed stage raises `StageError`."""
+    return the results by node id; the first failed stage raises `StageError`, or
+    `DamagedStageError` (a user error: exit code 2) when a stage met a damaged artifact."""
     own = executor is None
     executor = executor or make_executor(workers)
     try:
@@ -73,6 +74,9 @@ def run_plan(
         if own:
             executor.close()
     if outcome.failures:
+        damaged = [e for e in outcome.failures.values() if e.startswith(DAMAGED)]
+        if damaged:  # the message names the stage, the file and the repair command
+            raise DamagedStageError(damaged[0])
         node_id, error = next(iter(outcome.failures.items()))
         kind = plan.nodes[node_id].kind
         where = "" if log_dir is None else f" (log: {Path(log_dir) / f'{kind}-{node_id}.log'})"

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from incriminate.errors import StageError
+from incriminate.errors import DamagedStageError, StageError
 from incriminate.registry import Registry
 from incriminate.store import Artifact, Store
 
@@ -182,7 +182,8 @@ def run_stage(
 ):
     """Run one stage function in this process: `threads` torch threads, the package's log
     records into `log_path`. Returns (result, wall seconds); a failure raises `StageError` with
-    one line."""
+    one line, a damaged input artifact `DamagedStageError` with its own line (it names the stage
+    and the repair command; `plan.engine.run_plan` recognises it by its first words)."""
     import torch
 
     from incriminate.models.io import quiet_transformers
@@ -208,6 +209,9 @@ def run_stage(
         result = fn(Store(root), **args)
         log.info("done in %.1fs", time.perf_counter() - t0)
         return result, round(time.perf_counter() - t0, 3)
+    except DamagedStageError as e:
+        log.error("stage %s failed: %s", fn.__name__, e)
+        raise DamagedStageError(str(e)) from None
     except Exception as e:
         log.exception("stage %s failed", fn.__name__)
         first = str(e).splitlines()[0] if str(e) else ""

@@ -6,7 +6,7 @@ store lacks it. Its key is (world, drive, models), so a report finds it from `re
 
     transcripts.json = {"prompts": [[label, text], ...], "replies": {model id: [reply, ...]}}
 
-A model that is not in the store gets a string (why) instead of replies.
+A model that is not in the store, or is damaged, gets a string (why) instead of replies.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from incriminate.errors import ModelDirError, StoreError
+from incriminate.errors import DamagedStageError, ModelDirError, StoreError
 from incriminate.plan.graph import Node, Plan
 from incriminate.plan.stages import stage
 from incriminate.store import Store
@@ -79,6 +79,8 @@ def transcripts(store: Store, world: dict[str, Any], drive: str, models: list[st
             for m in models:
                 try:
                     replies[m] = greedy(load_model(store.load(*m.split("/")).path), words)
+                except DamagedStageError:
+                    raise  # never keep a damaged model's note in a finished stage
                 except (ModelDirError, StoreError):
                     replies[m] = f"{m} is not in the store"
         finally:
@@ -91,12 +93,14 @@ def transcripts(store: Store, world: dict[str, Any], drive: str, models: list[st
 
 
 def read(store: Path, doc: dict[str, Any]) -> dict[str, Any] | None:
-    """The transcripts of a results document from the store, or None when not built."""
+    """The transcripts of a results document from the store, or None when not built; a damaged
+    stage raises `DamagedStageError`."""
     args = stage_args(doc)
-    art = Store(store, writable=False).find("transcripts", stage_inputs(**args))
+    found = Store(store, writable=False)
+    art = found.find("transcripts", stage_inputs(**args))
     if art is None:
         return None
-    return json.loads((art.path / FILE).read_text())
+    return json.loads(found.verify_file(art, FILE).read_text())
 
 
 def plan_transcripts(plan: Plan, doc: dict[str, Any]) -> Node:

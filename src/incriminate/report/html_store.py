@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from incriminate.errors import DamagedStageError
 from incriminate.plan.transcripts import pairs, read
 
 __all__ = ["Evidence", "TranscriptRow", "Transcripts", "collect"]
@@ -56,6 +57,8 @@ class Transcripts:
         (`error` says why)."""
         try:
             found = read(self.store, doc)
+        except DamagedStageError as e:  # its message names the stage and the repair command
+            found, self.error = None, f"The transcripts are damaged: {e}"
         except (OSError, ValueError) as e:
             found, self.error = None, f"transcripts could not be read: {e}"
         if found is None:
