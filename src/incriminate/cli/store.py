@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command
 
@@ -108,7 +109,8 @@ def verify(
             out.print_json(json.dumps(found))
             return
         for d in damaged:
-            out.print(f"damaged {d['stage']}: {d['problem']}", highlight=False, soft_wrap=True)
+            line = f"damaged {d['stage']}: {d['problem']}"
+            out.print(escape(line), highlight=False, soft_wrap=True)
         summary = f"checked {n} stages ({hashed / 1e6:.1f} MB) in {found['seconds']:.2f}s"
         if not damaged:
             out.print(f"{summary}: no damage", highlight=False)
@@ -120,8 +122,10 @@ def verify(
             )
         else:
             err.print(
-                f"{summary}: {len(damaged)} damaged; remove them with "
-                f"`incriminate store verify --repair --store {store_dir}`",
+                escape(
+                    f"{summary}: {len(damaged)} damaged; remove them with "
+                    f"`incriminate store verify --repair --store {store_dir}`"
+                ),
                 highlight=False,
                 soft_wrap=True,
             )

@@ -26,7 +26,7 @@ from incriminate.cli.engine import (
     worker_count,
 )
 from incriminate.cli.run import JsonOpt, StoreOpt, VerboseOpt, _bar_callback
-from incriminate.errors import UserError
+from incriminate.errors import DAMAGED, UserError
 
 
 def _summary(doc: dict[str, Any], out_dir: Path) -> None:
@@ -113,8 +113,9 @@ def sweep(
             out.print_json(json.dumps(doc))
         else:
             _summary(doc, target)
-        if doc["failures"]:
-            raise typer.Exit(1)
+        if doc["failures"]:  # a damaged artifact is the store's fault, not a stage's: exit 2
+            damaged = any(f["error"].startswith(DAMAGED) for f in doc["failures"])
+            raise typer.Exit(2 if damaged else 1)
 
     run_command(body)
 
