@@ -21,7 +21,7 @@ from typing import Any
 from incriminate.audit.audits import run_audits, run_ground_truth
 from incriminate.models.io import load_model, load_spec
 from incriminate.organisms.recipes import BuildConfig, build_base, side_models
-from incriminate.plan.graph import Node, Plan, ref
+from incriminate.plan.graph import Node, Plan, ref, resolve
 from incriminate.plan.stages import stage
 from incriminate.store import Store
 from incriminate.world.config import WorldConfig
@@ -87,8 +87,6 @@ def collect_organisms(
     """{models: name -> path, audits: name -> row, persona_inference: rows} from the nodes'
     results; a row is the model's audits and ground truth (rates with CIs), its store id and
     its spec."""
-    from incriminate.plan.graph import resolve
-
     models, rows = {}, {}
     for name, m in nodes.models.items():
         ident = resolve(m, results)
