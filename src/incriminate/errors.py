@@ -68,8 +68,10 @@ def one_line(e: BaseException) -> str:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         msg = str(first["msg"]).removeprefix("Value error, ")
-        return f"invalid {where}: {msg}"
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+        # a key from the input may hold a line break: the line stays one line
+        return " ".join(f"invalid {where}: {msg}".splitlines())
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 __all__ = [

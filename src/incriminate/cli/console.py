@@ -3,6 +3,7 @@ code 2), logging and torch set-up, progress bars."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from incriminate.errors import StageError, one_line, user_errors
 
@@ -22,17 +24,31 @@ if not out.is_terminal:
 DEFAULT_STORE = Path(".incriminate/store")
 
 
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+"""Errors of a write this process makes (outputs, the store's copies, the results store) that
+mean the disk, not the code: full, over quota, read-only or not ours."""
+
+
 def run_command(fn: Callable[[], None]) -> None:
     """Run a command body; user errors become one line on stderr and exit code 2, a failed
-    stage (its traceback is in its log file) one line and exit code 1."""
+    stage (its traceback is in its log file) one line and exit code 1. A write that fails for
+    a full or read-only disk is one line naming the path, exit code 2. The message is printed
+    as text (a name like `[/x]` in it is not rich markup)."""
     try:
         fn()
     except user_errors() as e:
-        err.print(f"[red]error:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(one_line(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except StageError as e:
-        err.print(f"[red]failed:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]failed:[/red] {escape(one_line(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except OSError as e:
+        if e.errno not in UNWRITABLE:
+            raise
+        where = f": {e.filename!r}" if e.filename else ""
+        line = f"cannot write{where}: {e.strerror or os.strerror(e.errno or 0)}"
+        err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def setup(verbose: bool) -> None:

@@ -154,7 +154,7 @@ class ExperimentConfig(BaseModel):
     """LoRA adapters for every student (None: full fine-tuning)."""
     transforms: Transforms = Transforms()
     """Data levers: eval-likeness filter, inoculation prefix, paraphrase by a trusted model."""
-    epochs: float | None = Field(default=None, gt=0)
+    epochs: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """If set, every method trains for ceil(epochs * prompts / batch size) steps instead of its
     `train.steps` (with `prompts`: fewer unique examples x more epochs)."""
     seeds: int = Field(default=3, ge=1)
@@ -290,13 +290,21 @@ QUICK = {
 seconds (its numbers mean nothing about the science)."""
 
 
+def list_index(key: str, length: int) -> int | None:
+    """`key` as an index into a list of `length` items, or None: ASCII digits only (`int`
+    also reads `٣`, and `str.isdigit` accepts `²`, which `int` rejects)."""
+    if not (key.isascii() and key.isdigit()) or len(key) > len(str(length)):
+        return None
+    return int(key) if int(key) < length else None
+
+
 def _set(tree: Any, path: list[str], value: Any, dotted: str) -> None:
     """Set `value` at `path` in nested dicts/lists, creating dicts where a key is missing."""
     key = path[0]
     if isinstance(tree, list):
-        if not key.isdigit() or int(key) >= len(tree):
+        slot: Any = list_index(key, len(tree))
+        if slot is None:
             raise ConfigError(f"override {dotted!r}: {key!r} is not an index below {len(tree)}")
-        slot: Any = int(key)
     elif isinstance(tree, dict):
         slot = key
     else:
@@ -315,12 +323,26 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. seeds=5)")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _scalar(raw)
         _set(values, key.split("."), value, item)
     return values
+
+
+def _scalar(raw: str) -> Any:
+    """An override's value parsed as YAML, or the raw text where it is not YAML (a bad date
+    like `2001-13-01` or an integer of thousands of digits raise ValueError in PyYAML)."""
+    if not raw:
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return raw
+
+
+NOT_YAML = (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, RecursionError)
+"""What reading a file as YAML raises for bad input: unreadable, not UTF-8, not YAML, a value
+PyYAML cannot build (`2001-13-01`, a 5000-digit integer), a path with a NUL byte, nesting
+deeper than the parser's recursion."""
 
 
 def read_yaml(path: Path, what: str) -> Any:
@@ -330,8 +352,9 @@ def read_yaml(path: Path, what: str) -> Any:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{what} {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{what} {str(path)!r} is not readable YAML: {e}") from None
+    except NOT_YAML as e:
+        why = getattr(e, "strerror", None) or " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"{what} {str(path)!r} is not readable YAML: {why}") from None
 
 
 def load_config(

@@ -55,6 +55,7 @@ from incriminate.plan.config import (
     ExperimentConfig,
     _merge,
     _set,
+    list_index,
     load_config,
     read_yaml,
 )
@@ -113,11 +114,12 @@ def _check_field(template: dict[str, Any], dotted: str, what: str = "grid field"
                 raise ConfigError(f"{what} {dotted!r}: {part!r} is not a field of {where}{hint}")
             node = node[part]
         elif isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            index = list_index(part, len(node))
+            if index is None:
                 raise ConfigError(
                     f"{what} {dotted!r}: {part!r} is not an index below {len(node)} in {where}"
                 )
-            node = node[int(part)]
+            node = node[index]
         elif node is None:
             return None  # an unset section (e.g. lora): its fields are checked by validation
         else:
