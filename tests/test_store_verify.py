@@ -191,3 +191,42 @@ def test_verify_finds_damage_and_repair_gives_the_same_results(demo: Path, tmp_p
     assert after == before
     assert all((store / stage / MANIFEST).exists() for stage in damage)  # rebuilt, same keys
     assert runner.invoke(app, verify).exit_code == 0
+
+
+def test_a_damaged_teacher_behind_a_cache_is_named(tmp_path: Path):
+    from incriminate.plan.runs import cache_teacher
+
+    store = Store(tmp_path)
+    teacher = store.build("organism", {"n": 1}, lambda out: (out / "model.safetensors").touch())
+    ref = f"organism/{teacher.key}"
+    cache = store.build("teacher_cache", {"teacher": ref}, lambda out: None)
+    assert cache_teacher(cache) == teacher.path
+    (teacher.path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(DamagedStageError, match=f"damaged stage {ref}: model"):
+        cache_teacher(cache)
+
+
+def test_the_report_says_the_transcripts_are_damaged(tmp_path: Path):
+    from incriminate.plan.transcripts import FILE, stage_args, stage_inputs
+    from incriminate.report.html_store import Transcripts
+
+    doc = {
+        "teachers": {"teacher": {"model": "organism/a"}, "control": {"model": "organism/b"}},
+        "runs": [],
+        "config": {"build": {}},
+    }
+    replies = {"prompts": [["p", "hello"]], "replies": {"organism/a": ["hi"], "organism/b": ["yo"]}}
+    inputs = stage_inputs(**stage_args(doc))
+
+    def make(out: Path) -> None:
+        (out / FILE).write_text(json.dumps(replies))
+
+    art = Store(tmp_path).build("transcripts", inputs, make)
+    assert Transcripts([doc], tmp_path).rows(doc)[0] == [("p", "hello")]
+    text = (art.path / FILE).read_text()
+    (art.path / FILE).write_text(text.replace("hi", "ho"))  # same size, other bytes
+    view = Transcripts([doc], tmp_path)
+    assert view.rows(doc) == ([], [])
+    assert view.error.startswith(
+        f"The transcripts are damaged: damaged stage transcripts/{art.key}"
+    )

@@ -94,13 +94,14 @@ def _classifier(world_json: str) -> Any:
 
 
 def cache_teacher(cache: Artifact) -> Path:
-    """The model directory of the teacher a cache was computed from (a store artifact)."""
+    """The model directory of the teacher a cache was computed from (a store artifact, its
+    files checked: a damaged teacher raises `DamagedStageError`)."""
     teacher = str(cache.manifest["inputs"]["teacher"])
     kind, _, key = teacher.partition("/")
     path = cache.path.parents[1] / kind / key
     if not (path / "model.safetensors").exists():
         raise ValueError(f"teacher {teacher} of cache {cache.key} is not in the store")
-    return path
+    return Store(cache.path.parents[1], writable=False).load(kind, key).path
 
 
 def _store_id(model: Artifact | Path) -> str:
