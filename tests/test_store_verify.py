@@ -230,3 +230,16 @@ def test_the_report_says_the_transcripts_are_damaged(tmp_path: Path):
     assert view.error.startswith(
         f"The transcripts are damaged: damaged stage transcripts/{art.key}"
     )
+
+
+def test_a_tmp_folder_whose_build_lock_is_held_is_not_damage(tmp_path: Path):
+    store = Store(tmp_path)
+    key = content_key("thing", {"n": 5})
+    (tmp_path / "thing" / f".tmp-{key}-abcd1234").mkdir(parents=True)
+    args = ["store", "verify", "--store", str(tmp_path)]
+    with store.lock("thing", key):  # a build in progress
+        assert store.building("thing", key)
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "no damage" in result.output, result.output
+    assert not store.building("thing", key)
+    assert runner.invoke(app, args).exit_code == 1  # the build is gone: a leftover

@@ -177,7 +177,7 @@ class Store:
         path = self.root / ".locks" / kind / key
         if not path.exists():
             return False
-        with open(path, "a") as f:
+        with open(path, "rb") as f:  # read-only: a store on a read-only disk can be verified
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
