@@ -52,10 +52,15 @@ def canonical_json(obj: Any) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a text file under a temporary name and rename it into place: a reader (or a
-    process killed mid-write) never sees half of it."""
+    process killed mid-write) never sees half of it; a failed write (a full disk) leaves no
+    temporary file behind."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path) -> str:

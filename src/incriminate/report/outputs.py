@@ -39,12 +39,17 @@ def write_outputs(cfg: Any, results: dict, out_dir: Path, store: Any) -> dict[st
 
 
 def keep(path: Path, files: dict[str, str]) -> None:
-    """A copy of the outputs in the store under the config's hash, replaced in one step."""
+    """A copy of the outputs in the store under the config's hash, replaced in one step (a
+    failed write, e.g. on a full disk, leaves the old copy and no temporary directory)."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, text in files.items():
-        (tmp / name).write_text(text)
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = path.with_name(f".old-{path.name}-{os.getpid()}")
     if path.exists():
         os.rename(path, old)  # two renames: a reader sees the old copy or the new one
