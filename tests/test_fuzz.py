@@ -135,7 +135,7 @@ GOOD = {
     "methods.0.train.steps": [5, 10, -1],
     "methods.1.temperature": [0.5, 2.0, math.inf],
     "zoo.drives": [["exfiltrate"], ["sandbag", "exfiltrate"], ["nope"]],
-    "batteries.0.seeds": [1, 2, 0],
+    "batteries.0.seeds": [1, 2, 0, 10**17],
     "batteries.1.alpha": [0.1, 2],
     "direct_audits": [["honeypot"], ["probe"], []],
 }
@@ -448,19 +448,29 @@ def test_sweep_grid_field_with_a_superscript_index(tmp_path: Path):
     assert "'²' is not an index below 2" in one_line(e.value)
 
 
+EPOCHS_INF = "quick: true\ngrid:\n  epochs: [.inf]\n"
+HUGE_SEEDS = "quick: true\ngrid:\n  seeds: [1000000000000000000000000000000]\n"
+
+
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["demo", "--quick", 'teacher="[/x]"'],  # rich read the name as a closing tag: MarkupError
-        ["bench", "--quick", "--dry-run", 'zoo.drives=["[/x]"]'],
-        ["sweep", "SWEEP", "--dry-run"],  # epochs: inf validated, then planning overflowed
+        # rich read the name as a closing tag: MarkupError
+        (["demo", "--quick", 'teacher="[/x]"'], "unknown teacher '[/x]'"),
+        (["bench", "--quick", "--dry-run", 'zoo.drives=["[/x]"]'], "unknown drive '[/x]'"),
+        # epochs: inf validated, then planning overflowed (OverflowError)
+        (["sweep", EPOCHS_INF, "--dry-run"], "invalid epochs"),
+        # seeds validated, then planning overflowed (OverflowError) or ran out of memory
+        (["sweep", HUGE_SEEDS, "--dry-run"], "invalid seeds: Input should be less than or"),
+        (["bench", "--quick", "--dry-run", f"batteries.0.seeds={10**17}"], "invalid batteries.0"),
     ],
 )
-def test_cli_regressions(tmp_path: Path, args: list[str]):
+def test_cli_regressions(tmp_path: Path, args: list[str], message: str):
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text("quick: true\ngrid:\n  epochs: [.inf]\n")
     store, out = tmp_path / "store", tmp_path / "out"
-    args = [str(sweep) if a == "SWEEP" else a for a in args]
+    if args[0] == "sweep":
+        sweep.write_text(args[1])
+        args = ["sweep", str(sweep), *args[2:]]
     result = _cli([*args, "--store", str(store), "--out", str(out)], expect_fail=True)
-    assert "[/x]" in result.stderr or "epochs" in result.stderr
+    assert message in result.stderr, result.stderr
     assert _empty(store, out)

@@ -24,6 +24,7 @@ from incriminate.distill.teacher_cache import TeacherCacheConfig
 from incriminate.errors import did_you_mean
 from incriminate.organisms.zoo import ZooConfig
 from incriminate.plan.config import (
+    MAX_SEEDS,
     QUICK,
     STUDENT_INITS,
     STUDENT_TRAIN,
@@ -85,7 +86,7 @@ class Battery(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     configurations: tuple[Configuration, ...] = Field(min_length=1)
-    seeds: int = Field(default=3, ge=1)
+    seeds: int = Field(default=3, ge=1, le=MAX_SEEDS)
     """Seeds run for each configuration (each seed draws its own prompts and teacher samples)."""
     audits: tuple[str, ...] = BEHAVIOURAL
     """Audits whose mean U − C difference is the evidence (any of honeypot, interrogation,

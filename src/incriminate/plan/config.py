@@ -64,6 +64,9 @@ class LoraOptions(BaseModel):
         return v
 
 
+MAX_SEEDS = 10_000
+"""Most seeds per configuration: a plan holds a node per seed, so a bound keeps a mistyped
+count (`seeds=1e30`) a one-line error instead of a plan that exhausts memory."""
 OTHER_BASE_OFFSET = 1
 """The other base's seed is the build seed + this."""
 
@@ -157,7 +160,7 @@ class ExperimentConfig(BaseModel):
     epochs: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """If set, every method trains for ceil(epochs * prompts / batch size) steps instead of its
     `train.steps` (with `prompts`: fewer unique examples x more epochs)."""
-    seeds: int = Field(default=3, ge=1)
+    seeds: int = Field(default=3, ge=1, le=MAX_SEEDS)
     """Seeds per configuration; run seeds are `first_seed .. first_seed + seeds - 1`."""
     first_seed: int = Field(default=0, ge=0)
     """First run seed. Each (data, seed) draws its own prompts and teacher samples."""
@@ -389,6 +392,7 @@ def to_yaml(cfg: ExperimentConfig) -> str:
 
 __all__ = [
     "CONTROLS",
+    "MAX_SEEDS",
     "QUICK",
     "STUDENT_INITS",
     "TEACHERS",
