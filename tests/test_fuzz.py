@@ -34,12 +34,12 @@ from incriminate.plan.sweep import load_sweep
 
 COUNTS: Counter[str] = Counter()
 FAST = settings(
-    max_examples=300,
+    max_examples=400,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-CLI = settings(FAST, max_examples=40)
+CLI = settings(FAST, max_examples=50)
 runner = CliRunner()
 
 # --- the vocabulary: real field paths and names, mixed with junk ---------------------------
@@ -249,11 +249,12 @@ def test_config_files(scratch: Path, content: bytes, items: list[str]):
 def sweeps(draw: st.DrawFn) -> dict[str, Any]:
     """A sweep file's mapping: some of name, base, quick, config, grid and points."""
     good_keys = st.sampled_from(sorted(k for k in GOOD if k.split(".")[0] in EXPERIMENT))
-    good_grid = st.dictionaries(
-        good_keys,
-        st.lists(st.sampled_from([v for vs in GOOD.values() for v in vs]), max_size=2),
-        max_size=2,
+    good_field = good_keys.flatmap(
+        lambda k: st.lists(st.sampled_from(GOOD[k]), max_size=2, unique_by=repr).map(
+            lambda vs: (k, vs)
+        )
     )
+    good_grid = st.lists(good_field, min_size=1, max_size=2).map(dict)
     grid = good_grid | st.dictionaries(
         _key_strategy(FIELDS), st.lists(values, max_size=3) | values, max_size=3
     )
@@ -377,6 +378,26 @@ def test_demo_cli_rejects(tmp_path_factory: pytest.TempPathFactory, items: list[
     d = tmp_path_factory.mktemp("demo")
     store, out = d / "store", d / "out"
     args = ["demo", "--quick", "--store", str(store), "--out", str(out), "--", *items]
+    _cli(args, expect_fail=True)
+    assert _empty(store, out)
+
+
+@CLI
+@given(
+    method=names | junk_text,
+    data=names | junk_text,
+    init=names | junk_text,
+    items=overrides(FIELDS),
+)
+def test_distill_cli_rejects(
+    tmp_path_factory: pytest.TempPathFactory, method: str, data: str, init: str, items: list[str]
+):
+    """`distill`'s options as well as its overrides; like `demo`, only failing inputs."""
+    items = [*items, "no_such_field=1"]
+    d = tmp_path_factory.mktemp("distill")
+    store, out = d / "store", d / "out"
+    options = ["--method", method, "--data", data, "--init", init]
+    args = ["distill", *options, "--store", str(store), "--out", str(out), "--", *items]
     _cli(args, expect_fail=True)
     assert _empty(store, out)
 
