@@ -495,3 +495,16 @@ def test_cli_regressions(tmp_path: Path, args: list[str], message: str):
     result = _cli([*args, "--store", str(store), "--out", str(out)], expect_fail=True)
     assert message in result.stderr, result.stderr
     assert _empty(store, out)
+
+
+def test_sweep_summary_prints_overrides_and_errors_as_text(capsys: pytest.CaptureFixture[str]):
+    """A point's value or a stage's error with `[/x]` in it raised MarkupError after the sweep
+    had run (found by reading the other prints once run_command's was fixed)."""
+    from incriminate.cli.sweep import _summary
+
+    point = {"id": "p000", "overrides": {"teacher_dir": "/m/[/x]"}, "verdict": None}
+    failure = {"stage": "corpus/0123", "error": "OSError: '[/x]'", "log": "logs/[/x].log"}
+    doc = {"name": "s", "points": [point | {"status": "failed"}], "failures": [failure]}
+    _summary(doc, Path("runs/[/x]"))
+    printed = capsys.readouterr().out
+    assert "teacher_dir=/m/[/x]" in printed and "OSError: '[/x]' (log: logs/[/x].log)" in printed

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
 from incriminate.cli.engine import (
@@ -36,17 +37,19 @@ def _summary(doc: dict[str, Any], out_dir: Path) -> None:
     for col in ("point", "overrides", "verdict", "p"):
         table.add_column(col, justify="right" if col == "p" else "left")
     for p in doc["points"]:
-        label = ", ".join(f"{k}={v}" for k, v in p["overrides"].items())
+        label = escape(", ".join(f"{k}={v}" for k, v in p["overrides"].items()))
         v = p["verdict"]
         verdict = v["decision"] if v else f"[red]{p['status']}[/red]"
         table.add_row(p["id"], label, verdict, f"{v['p_value']:.3g}" if v else "—")
     out.print(table)
     for f in doc["failures"]:
         out.print(
-            f"[red]failed[/red] {f['stage']}: {f['error']} (log: {f['log']})", highlight=False
+            f"[red]failed[/red] {f['stage']}: " + escape(f"{f['error']} (log: {f['log']})"),
+            highlight=False,
         )
     out.print(
-        f"sweep in {out_dir / 'sweep.json'}, report in {out_dir / 'report.html'}", highlight=False
+        escape(f"sweep in {out_dir / 'sweep.json'}, report in {out_dir / 'report.html'}"),
+        highlight=False,
     )
 
 
@@ -93,7 +96,9 @@ def sweep(
         logs = {i: target / "logs" / f"{n.kind}-{i}.log" for i, n in plan.nodes.items()}
 
         def failed(node: Any, error: str, log: Path | None) -> None:
-            err.print(f"[red]stage {node.kind} {node.id} failed:[/red] {error} (log: {log})")
+            err.print(
+                f"[red]stage {node.kind} {node.id} failed:[/red] {escape(f'{error} (log: {log})')}"
+            )
 
         with open_executor(backend, n_workers, threads, address) as executor, progress() as bar:
             outcome = execute(
