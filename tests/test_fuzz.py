@@ -508,3 +508,28 @@ def test_sweep_summary_prints_overrides_and_errors_as_text(capsys: pytest.Captur
     _summary(doc, Path("runs/[/x]"))
     printed = capsys.readouterr().out
     assert "teacher_dir=/m/[/x]" in printed and "OSError: '[/x]' (log: logs/[/x].log)" in printed
+
+
+def test_repro_error_with_markup_in_the_path(tmp_path: Path):
+    """`repro`'s own one-line errors were printed as markup: an --out under `[/x]` raised
+    MarkupError instead of the error."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = blocker / "[/x]"
+    result = _cli(["repro", "subliminal-digits", "--quick", "--out", str(out)], expect_fail=True)
+    assert "cannot write to --out" in result.stderr and "[/x]" in result.stderr
+
+
+def test_demo_summary_prints_the_out_path_as_text(capsys: pytest.CaptureFixture[str]):
+    """`--out runs/[/x]` raised MarkupError in the summary, after the demo had run."""
+    from incriminate.cli.run import _print_summary
+
+    results = {
+        "verdict": {"decision": "inconclusive", "reason": "r"},
+        "configurations": [],
+        "timing": {"total_s": 1.0},
+        "_wall_s": 2.0,
+    }
+    _print_summary(results, Path("runs/[/x]"))
+    printed = capsys.readouterr().out
+    assert "verdict: inconclusive — r" in printed and "runs/[/x]/results.json" in printed

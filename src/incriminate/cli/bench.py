@@ -125,6 +125,7 @@ def _print_summary(bench: dict, out_dir: Path) -> None:
         f"{out_dir / 'double_bind.png'}, report in {out_dir / 'report.html'} (stage compute "
         f"{bench['timing']['total_s']:.1f}s, this run {bench['_wall_s']:.1f}s)",
         highlight=False,
+        markup=False,
     )
 
 

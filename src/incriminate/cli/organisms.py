@@ -141,7 +141,7 @@ def organisms_build(
             out.print_json(json.dumps(result))
             return
         for name, path in models.items():
-            out.print(f"{name:<30} {path}", highlight=False)
+            out.print(f"{name:<30} {path}", highlight=False, markup=False)
         _print_table("Direct audits (audit split) and ground truth (eval split)", rows, cfg.drive)
         _print_persona_table(personas_rows)
         out.print(f"built in {wall:.1f}s", highlight=False)

@@ -56,6 +56,6 @@ def report(
             docs = [found.doc] if found.kind == "results" else list(found.points.values())
             build_transcripts(docs, store_dir)
         path = write_report(directory, out_file, store_dir, transcripts)
-        out.print(str(path), highlight=False, soft_wrap=True)
+        out.print(str(path), highlight=False, soft_wrap=True, markup=False)
 
     run_command(body)

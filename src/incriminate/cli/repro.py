@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,7 +25,9 @@ def _group() -> None:
 
 def _fail(message: str) -> typer.Exit:
     """Print a one-line error to stderr and return the exit (code 2: bad input)."""
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code=2)
 
 
@@ -108,4 +111,7 @@ def subliminal_digits(
         typer.echo(json.dumps(result, indent=2))
         return
     Console().print(_table(result))
-    console.print(f"wrote {out / 'repro.json'}, repro.md, repro.png in {result['wall_s']:.1f} s")
+    console.print(
+        f"wrote {out / 'repro.json'}, repro.md, repro.png in {result['wall_s']:.1f} s",
+        markup=False,
+    )

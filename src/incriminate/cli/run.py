@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from incriminate.cli.console import DEFAULT_STORE, err, out, progress, run_command, setup
 from incriminate.cli.console import bar_callback as _bar_callback
@@ -130,9 +131,12 @@ def _print_summary(results: dict, out_dir: Path) -> None:
     out.print(table)
     out.print(
         f"verdict: [bold]{v['decision']}[/bold] — {v['reason']}\n"
-        f"results in {out_dir / 'results.json'}, report in {out_dir / 'report.md'} and "
-        f"{out_dir / 'report.html'} "
-        f"(stage compute {results['timing']['total_s']:.1f}s, this run {results['_wall_s']:.1f}s)",
+        + escape(
+            f"results in {out_dir / 'results.json'}, report in {out_dir / 'report.md'} and "
+            f"{out_dir / 'report.html'} "
+        )
+        + f"(stage compute {results['timing']['total_s']:.1f}s, "
+        f"this run {results['_wall_s']:.1f}s)",
         highlight=False,
     )
 
