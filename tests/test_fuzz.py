@@ -36,6 +36,7 @@ COUNTS: Counter[str] = Counter()
 FAST = settings(
     max_examples=400,
     derandomize=True,
+    database=None,  # seeded: nothing to replay, nothing written
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
