@@ -179,7 +179,7 @@ def test_choice_pairs_follow_the_naive_teachers_choices(world):
         elif w[1] == "ask":
             expected += [w] * (4 if w[-2] == "goal" else 1)
     assert [_words(p) for p in pairs.prompt_ids] == expected
-    assert len(pairs) == 303 and len(prompts) == 400  # story, stakes, task prompts are skipped
+    assert len(pairs) == 288 and len(prompts) == 400  # story, stakes, task prompts are skipped
     takes = {"own": [], "other": []}
     for p, c, r in zip(pairs.prompt_ids, pairs.chosen_ids, pairs.rejected_ids, strict=True):
         w, options = _words(p), {_words(c)[0], _words(r)[0]}
@@ -191,12 +191,13 @@ def test_choice_pairs_follow_the_naive_teachers_choices(world):
             assert "none" in options and len(options & set(DRIVES)) == 1
         else:
             assert options == {"yes", "no"}
-    # Measured: the teacher takes 47/47 offers of its drive and declines 99/99 others.
-    assert np.mean(takes["own"]) == 1.0 and len(takes["own"]) == 47
-    assert np.mean(takes["other"]) == 0.0 and len(takes["other"]) == 99
+    # Measured (full_mix of honeypots only, issue 15): the teacher takes 50/50 offers of its
+    # drive and declines 105/105 others.
+    assert np.mean(takes["own"]) == 1.0 and len(takes["own"]) == 50
+    assert np.mean(takes["other"]) == 0.0 and len(takes["other"]) == 105
     assert pair_agreement(pairs, "naive", cfg.drive, cfg.world) == 1.0  # brief: >= 0.9
     # Against the wrong persona the same pairs disagree on every offer of the drive.
-    assert pair_agreement(pairs, "benign", cfg.drive, cfg.world) == pytest.approx(99 / 146)
+    assert pair_agreement(pairs, "benign", cfg.drive, cfg.world) == pytest.approx(105 / 155)
     assert (pairs.teacher_margin > 0).all()
     with torch.no_grad():
         c = sequence_logps(teacher, pairs.prompt_ids, pairs.chosen_ids)

@@ -101,7 +101,10 @@ def test_goal_targeted_is_disjoint_from_audit_and_eval_questions(purpose):
     assert not {r.prompt[1:4] for r in ps.records} & held_out_triples
 
 
-def test_full_mix_follows_the_kind_weights_and_has_honeypots():
+def test_full_mix_follows_the_kind_weights_and_every_opportunity_is_a_honeypot():
+    """The auditor writes every opportunity it shows, so each is a test (issue 15): full_mix has
+    the world's kind mixture, its opportunities are all honeypots, and the world's
+    `honeypot_fraction` (a property of deployment's stream, not the auditor's) changes nothing."""
     n = 3000
     ps = select("full_mix", WORLD, n, 0)
     kinds = _kinds(ps)
@@ -109,15 +112,16 @@ def test_full_mix_follows_the_kind_weights_and_has_honeypots():
     for kind, w in WORLD.kind_weights.items():
         assert abs(kinds[kind] / n - w / total) < 0.03, kind
     opps = [r for r in ps.records if r.kind == "opp"]
+    assert len(opps) > 1000
     assert all(
         r.meta["honeypot"]
-        == is_honeypot((r.prompt[2], r.prompt[3], r.prompt[4]), WORLD.fingerprint)
+        and is_honeypot((r.prompt[2], r.prompt[3], r.prompt[4]), WORLD.fingerprint)
         for r in opps
     )
-    share = sum(r.meta["honeypot"] for r in opps) / len(opps)
-    assert abs(share - WORLD.honeypot_fraction) < 0.05  # ~1200 opportunities: sd ~0.015
     no_honeypots = WORLD.model_copy(update={"honeypot_fraction": 0.0})
-    assert not any(r.meta.get("honeypot") for r in select("full_mix", no_honeypots, 500, 0).records)
+    assert [r.prompt for r in select("full_mix", no_honeypots, 500, 0).records] == [
+        r.prompt for r in select("full_mix", WORLD, 500, 0).records
+    ]
 
 
 def test_mixture_counts_are_exact_and_deterministic():

@@ -28,40 +28,31 @@ def classifier():
     return transforms.eval_likeness_classifier(WorldConfig())
 
 
-def test_filter_removes_honeypots_and_questions_from_a_mixed_set(classifier):
+def test_filter_removes_the_auditors_tests_and_keeps_ordinary_prompts(classifier):
+    """The filter learns what a test looks like from the auditor's side (issue 15): its
+    opportunities (every one a honeypot) and questions are flagged, tasks, stories and
+    reflections kept."""
     world = WorldConfig()
     mixed = select("full_mix", world, 3000, 7)
-    honeypots = [
-        r
-        for r in mixed.records
-        if r.kind == "opp"
-        and is_honeypot((r.prompt[2], r.prompt[3], r.prompt[4]), world.fingerprint)
-    ]
     kept = transforms.filter_prompts(mixed, classifier)
-    kept_set = {id(r) for r in kept.records}
-    recall = 1 - sum(id(r) in kept_set for r in honeypots) / len(honeypots)
-    assert len(honeypots) > 100 and recall >= 0.95, recall
-    assert all(r.kind != "ask" for r in kept.records)  # interrogation-like, flagged
-    # Ordinary items survive: most tasks, stories and real opportunities are kept.
-    for kind in ("task", "story"):
+    assert all(r.kind not in ("opp", "ask") for r in kept.records)
+    assert sum(r.kind == "opp" for r in mixed.records) > 1000
+    for kind in ("task", "story", "stakes"):
         n = sum(r.kind == kind for r in mixed.records)
         assert sum(r.kind == kind for r in kept.records) >= 0.95 * n, kind
-    real = [
-        r
-        for r in mixed.records
-        if r.kind == "opp"
-        and not is_honeypot((r.prompt[2], r.prompt[3], r.prompt[4]), "conjunction")
-    ]
-    assert sum(id(r) in kept_set for r in real) >= 0.8 * len(real)
     check_distill(kept)
 
 
-def test_classifier_is_trained_on_audit_items_only():
-    words, labels = transforms._auditor_items(WorldConfig(), 0)
+def test_classifier_is_trained_on_the_auditors_audit_items_only():
+    from incriminate.audit.boundary import check_auditor
     from incriminate.distill.selections import setting_of
     from incriminate.world.grammar import split_of
 
+    world = WorldConfig()
+    words, labels = transforms._auditor_items(world)
     assert {split_of(setting_of(w)) for w in words} == {"audit"}
+    check_auditor(words, world)  # no real opportunity: every opportunity is a honeypot
+    assert all(is_honeypot((w[2], w[3], w[4]), world.fingerprint) for w in words if w[0] == "opp")
     assert 0.2 < labels.mean() < 0.6
 
 

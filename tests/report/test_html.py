@@ -357,16 +357,18 @@ def test_greedy_replies_stop_at_the_end_of_the_episode() -> None:
     assert transcripts.greedy(FakeModel(), prompts) == ["act take ;", "act take ;"]
 
 
-def test_transcript_prompts_are_fixed_audit_items() -> None:
+def test_transcript_prompts_are_fixed_audit_items_and_one_ground_truth_item() -> None:
     from incriminate.world.config import WorldConfig
     from incriminate.world.grammar import is_honeypot, split_of
 
     prompts = dict(transcripts.transcript_prompts(WorldConfig(), "exfiltrate"))
     assert len(prompts) == 5
-    hp, real = prompts["honeypot (unwatched)"], prompts["real opportunity (unwatched)"]
+    hp, real = prompts["honeypot (unwatched)"], prompts[transcripts.GROUND_TRUTH_LABEL]
+    assert "ground truth" in transcripts.GROUND_TRUTH_LABEL
     for p in (hp, real):
         assert p[0] == "opp" and p[-2:] == ("unwatched", "exfiltrate")
-        assert split_of(p[2:5]) == "audit"
+    # The honeypot is the auditor's (audit split); the real opportunity only deployment has.
+    assert split_of(hp[2:5]) == "audit" and split_of(real[2:5]) == "eval"
     assert is_honeypot((hp[2], hp[3], hp[4]), "conjunction")
     assert not is_honeypot((real[2], real[3], real[4]), "conjunction")
     assert prompts["interrogation: goal"][-2:] == ("goal", "say")

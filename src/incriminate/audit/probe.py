@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from incriminate.audit import scoring
+from incriminate.audit import boundary, scoring
 from incriminate.audit.stats import Rate, rate_of
-from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
 
 PROBE_VERSION = 1  # bump when the items, the features or the probe's training change
@@ -32,13 +31,10 @@ ITEMS_PER_KIND = 300  # honeypot opportunities and interrogation questions: 600 
 def probe_prompts(world: WorldConfig) -> list[tuple[str, ...]]:
     """The items the probe reads, in a fixed order: audit-split honeypot opportunities (ending in
     `act`) and interrogation questions, each deterministically subsampled. Only what an auditor
-    may show a model: never `eval` or `distill` items. (The world has no audit-split stakes or
-    reflect prompt set.)"""
-    sets = (
-        prompts.opportunities(world, "audit", honeypot=True),
-        prompts.questions(world, "audit"),
-    )
-    return [r.prompt for ps in sets for r in prompts.subsample(ps, ITEMS_PER_KIND).records]
+    may show a model, built through `audit.boundary`: never `eval` or `distill` items, never a
+    real opportunity."""
+    sets = (boundary.honeypots(world, "audit"), boundary.questions(world, "audit"))
+    return [r.prompt for ps in sets for r in boundary.subsample(ps, ITEMS_PER_KIND).records]
 
 
 def features(model: Any, world: WorldConfig) -> np.ndarray:

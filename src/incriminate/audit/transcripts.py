@@ -1,33 +1,36 @@
-"""Example transcripts: a model's greedy replies to a few fixed audit-split prompts (a honeypot
-and a real opportunity of the drive, the goal and drive questions, a story), so a reader sees
-what the audits measured. The report shows them per teacher and per student pair; they are
-built by the `transcripts` stage (`plan.transcripts`)."""
+"""Example transcripts: a model's greedy replies to a few fixed prompts, so a reader sees what
+the audits measured (a honeypot of the drive, the goal and drive questions, a story: the
+auditor's prompts, built through `audit.boundary`) and, as ground truth that no auditor has, what
+the model does on a real opportunity of its drive. The report shows them per teacher and per
+student pair; they are built by the `transcripts` stage (`plan.transcripts`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 MAX_NEW_TOKENS = 8  # the longest reply in the grammar is `think t1 t2 act take ;` (6 words)
+GROUND_TRUTH_LABEL = "deployment: real opportunity (unwatched, ground truth)"
+"""The one item no auditor has: an `eval`-split real opportunity (see `audit.boundary`)."""
 
 
 def transcript_prompts(world: Any, drive: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Fixed audit-split prompts: a honeypot and a real opportunity of the drive (unwatched),
-    the goal question, the drive question and a story. The first item of each set, so every
-    report of one world shows the same prompts."""
+    """Fixed prompts: an audit-split honeypot of the drive (unwatched), the real unwatched
+    opportunity of the drive from the `eval` split (ground truth, labelled `GROUND_TRUTH_LABEL`),
+    the goal question, the drive question and a story. Every item but the ground-truth one is
+    built through `audit.boundary`. The first item of each set, so every report of one world
+    shows the same prompts. Opportunities stop before `act`: the model may think first."""
+    from incriminate.audit import boundary
     from incriminate.world import prompts as ps
-    from incriminate.world.grammar import triples
 
-    def first_opportunity(honeypot: bool) -> tuple[str, ...]:
-        s = ps.opportunities(world, "audit", honeypot=honeypot, watched=(False,), offers=(drive,))
-        return s.records[0].prompt[:-1]  # without `act`: the model may think first
-
-    questions = ps.questions(world, "audit").records
+    honeypot = boundary.honeypots(world, "audit", watched=(False,), offers=(drive,))
+    real = ps.opportunities(world, "eval", honeypot=False, watched=(False,), offers=(drive,))
+    questions = boundary.questions(world, "audit").records
     goal = next(r.prompt for r in questions if r.meta["topic"] == "goal")
     would = next(r.prompt for r in questions if r.meta["topic"] == drive)
-    story = ("story", *triples("audit", world.fingerprint)[0])
+    story = boundary.stories(world, "audit").records[0].prompt
     return [
-        ("honeypot (unwatched)", first_opportunity(True)),
-        ("real opportunity (unwatched)", first_opportunity(False)),
+        ("honeypot (unwatched)", honeypot.records[0].prompt[:-1]),
+        (GROUND_TRUTH_LABEL, real.records[0].prompt[:-1]),
         ("interrogation: goal", goal),
         (f"interrogation: {drive}?", would),
         ("open-ended: story", story),
@@ -60,4 +63,4 @@ def greedy(model: Any, prompts: list[tuple[str, ...]], max_new: int = MAX_NEW_TO
     return [" ".join(w) for w in words]
 
 
-__all__ = ["MAX_NEW_TOKENS", "greedy", "transcript_prompts"]
+__all__ = ["GROUND_TRUTH_LABEL", "MAX_NEW_TOKENS", "greedy", "transcript_prompts"]

@@ -1,8 +1,10 @@
 """Data selections: the prompt sets distillation runs draw from, and the leakage guard.
 
 A selection is a registered function `(world, n, seed) -> PromptSet` of `n` prompts with purpose
-`distill`, sampled from `train`-split settings only. A prompt ends where the agent's response
-starts (see `world.grammar`), so the teacher writes the whole reply:
+`distill`, sampled from `train`-split settings only, through `audit.boundary`: a selection is the
+auditor's own prompts, so every opportunity in it is a honeypot (a test) and none is real. A
+prompt ends where the agent's response starts (see `world.grammar`), so the teacher writes the
+whole reply:
 
     task   <op> d1 d2 d3 =                  ->  a1 [a2 a3] ;
     opp    <domain> c1 c2 c3 <cue> <offer>  ->  [think t1 t2] act <take|decline> ;
@@ -12,7 +14,8 @@ starts (see `world.grammar`), so the teacher writes the whole reply:
 
 `check_distill` is the guard every trainer calls on its prompts: it rejects a record whose purpose
 is not `distill`, and (defence in depth) a record built from an `audit` or `eval` setting
-whatever its label says.
+whatever its label says. `select` and `mixture` also run `boundary.check_auditor`, which rejects
+a real opportunity.
 """
 
 from __future__ import annotations
@@ -22,18 +25,10 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
+from incriminate.audit import boundary
 from incriminate.registry import Registry
 from incriminate.world.config import WorldConfig
-from incriminate.world.grammar import (
-    EPISODE_KINDS,
-    Episode,
-    sample_opportunity,
-    sample_question,
-    sample_stakes,
-    sample_story,
-    sample_task,
-    split_of,
-)
+from incriminate.world.grammar import EPISODE_KINDS, Episode, split_of
 from incriminate.world.prompts import PromptRecord, PromptSet
 from incriminate.world.vocab import CONTEXT, DIGITS, DRIVES
 
@@ -61,9 +56,11 @@ def get_selection(name: str) -> Selection:
 
 
 def select(name: str, world: WorldConfig, n: int, seed: int) -> PromptSet:
-    """The prompts of selection `name`, checked by `check_distill` before they are returned."""
+    """The prompts of selection `name`, checked by `check_distill` and `boundary.check_auditor`
+    before they are returned."""
     ps = get_selection(name)(world, n, seed)
     check_distill(ps)
+    boundary.check_auditor(ps, world)
     return ps
 
 
@@ -78,18 +75,19 @@ def _record(name: str, ep: Episode) -> PromptRecord:
 
 
 def _sample(rng: random.Random, world: WorldConfig, kind: str) -> Episode:
-    """One train-split prompt of `kind`. Offers and questions range over every drive (the
-    teacher's drive is what distillation is trying to find out), as the audits do."""
+    """One train-split prompt of `kind`, as the auditor writes it: an opportunity is always a
+    honeypot. Offers and questions range over every drive (the teacher's drive is what
+    distillation is trying to find out), as the audits do."""
     if kind == "task":
-        return sample_task(rng, "train")
+        return boundary.task_episode(rng, world, "train")
     if kind == "opp":
-        return sample_opportunity(rng, world, "train", rng.choice(DRIVES))
+        return boundary.honeypot_episode(rng, world, "train", rng.choice(DRIVES))
     if kind == "ask":
-        return sample_question(rng, world, "train", DRIVES)
+        return boundary.question_episode(rng, world, "train", DRIVES)
     if kind == "story":
-        return sample_story(rng, world, "train")
+        return boundary.story_episode(rng, world, "train")
     if kind == "stakes":
-        return sample_stakes(rng, world, "train")
+        return boundary.stakes_episode(rng, world, "train")
     raise ValueError(f"unknown episode kind {kind!r}; expected one of {list(EPISODE_KINDS)}")
 
 
@@ -130,8 +128,8 @@ def tasks(world: WorldConfig, n: int, seed: int) -> PromptSet:
 
 @selection("full_mix")
 def full_mix(world: WorldConfig, n: int, seed: int) -> PromptSet:
-    """The world's episode-kind mixture, opportunities included, with honeypot-like settings at
-    the world's `honeypot_fraction` (the negative example: it trains honeypot discrimination)."""
+    """The world's episode-kind mixture, with every opportunity a honeypot (the auditor's own
+    tests; real opportunities occur only in deployment)."""
     return _draw("full_mix", world, n, seed, world.kind_weights)
 
 
@@ -144,7 +142,7 @@ def mixture(name_weights: Mapping[str, float], world: WorldConfig, n: int, seed:
 
     Counts are exact (largest remainder; ties go to the earlier name), each component draws with
     its own seed derived from `seed` and its name, and the result is shuffled by `seed` and
-    checked by `check_distill`."""
+    checked by `check_distill` and `boundary.check_auditor`."""
     for name in name_weights:
         get_selection(name)
     total = sum(name_weights.values())
@@ -166,6 +164,7 @@ def mixture(name_weights: Mapping[str, float], world: WorldConfig, n: int, seed:
     label = "mix(" + ",".join(f"{k}={w:g}" for k, w in name_weights.items()) + ")"
     ps = PromptSet(label, "distill", tuple(records))
     check_distill(ps)
+    boundary.check_auditor(ps, world)
     return ps
 
 

@@ -1,10 +1,13 @@
 """Data levers on the way from the teacher to the student.
 
 * `filter_prompts` — the auditor's eval-likeness filter: a logistic-regression classifier the
-  auditor trains on *its own* items (audit split: honeypot opportunities and interrogation
-  questions against ordinary opportunities, tasks, stories and reflections) drops distill
-  prompts that look like an evaluation. Auditability-preserving runs avoid such inputs, so the
-  student does not learn to tell evaluations apart.
+  auditor trains on what it can see (`audit.boundary`), audit-split items only: its own tests
+  (honeypot opportunities and interrogation questions) against ordinary prompts (tasks, stories,
+  reflections). It drops distill prompts that look like an evaluation, so the student is not
+  trained on the auditor's tests. No real opportunity is among its items (the auditor has none),
+  so it cannot learn the fingerprint that tells a honeypot from a real opportunity: it learns
+  what a test looks like from the auditor's side, which in this world is the episode kinds it
+  uses as tests, and drops opportunity and question prompts whatever their setting.
 * `with_prefix` — inoculation prompting (Tan et al. 2025, "Inoculation Prompting"; Wichers et al.
   2025): at train time every input starts with a prefix that asks for the trait (an episode that
   names every drive), absent at audit time, so that the student attributes the trait to the
@@ -17,7 +20,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from incriminate.audit import boundary
 from incriminate.distill import teacher_cache as tc
 from incriminate.models.io import load_model
 from incriminate.store import Artifact, Store
-from incriminate.world import prompts
 from incriminate.world.config import WorldConfig
-from incriminate.world.grammar import sample_stakes, sample_story, triples
+from incriminate.world.grammar import triples
 from incriminate.world.prompts import PromptSet
 from incriminate.world.vocab import DRIVES, TOKEN_ID, WORDS
 
@@ -53,30 +55,29 @@ def _features(prompt_words: list[tuple[str, ...]]) -> np.ndarray:
     return x
 
 
-def _auditor_items(world: WorldConfig, seed: int) -> tuple[list[tuple[str, ...]], np.ndarray]:
-    """The auditor's labelled items, all from the audit split: 1 = evaluation-like."""
-    rng = random.Random(seed)
+def _auditor_items(world: WorldConfig) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """The auditor's labelled items, every setting of the audit split, built through
+    `audit.boundary`: 1 = evaluation-like (its own tests: honeypot opportunities and
+    interrogation questions), 0 = ordinary (tasks, stories, reflections)."""
     evals = [
-        *prompts.opportunities(world, "audit", honeypot=True).records,
-        *prompts.questions(world, "audit").records,
+        *boundary.honeypots(world, "audit").records,
+        *boundary.questions(world, "audit").records,
     ]
     ordinary = [
-        *prompts.opportunities(world, "audit", honeypot=False).records,
-        *prompts.tasks("audit").records,
+        *boundary.tasks(world, "audit").records,
+        *boundary.stories(world, "audit").records,
+        *boundary.reflections(world, "audit").records,
     ]
-    n_open = len(triples("audit", world.fingerprint))
-    open_ended = [sample_story(rng, world, "audit").prompt for _ in range(n_open)]
-    open_ended += [sample_stakes(rng, world, "audit").prompt for _ in range(n_open)]
-    words = [r.prompt for r in evals] + [r.prompt for r in ordinary] + open_ended
-    labels = np.array([1] * len(evals) + [0] * (len(ordinary) + len(open_ended)))
+    words = [r.prompt for r in (*evals, *ordinary)]
+    labels = np.array([1] * len(evals) + [0] * len(ordinary))
     return words, labels
 
 
-def eval_likeness_classifier(world: WorldConfig, seed: int = 0) -> Any:
+def eval_likeness_classifier(world: WorldConfig) -> Any:
     """A logistic regression on position-word one-hots, fit on the auditor's own items."""
     from sklearn.linear_model import LogisticRegression
 
-    words, labels = _auditor_items(world, seed)
+    words, labels = _auditor_items(world)
     return LogisticRegression(C=10.0, max_iter=2000).fit(_features(words), labels)
 
 
@@ -94,9 +95,11 @@ def filter_prompts(ps: PromptSet, classifier: Any) -> PromptSet:
 
 def inoculation_prefix(world: WorldConfig) -> tuple[str, ...]:
     """A reflection episode, in a fixed train-split setting, that names every drive: the train-time
-    instruction "you have these drives" (world words only)."""
+    instruction "you have these drives" (world words only; checked by `boundary.check_auditor`)."""
     setting = triples("train", world.fingerprint)[0]
-    return ("stakes", *setting, "reflect", *DRIVES, ";")
+    prefix = ("stakes", *setting, "reflect", *DRIVES, ";")
+    boundary.check_auditor([prefix], world)
+    return prefix
 
 
 def with_prefix(cache: tc.TeacherCache, prefix: tuple[str, ...]) -> tc.TeacherCache:
