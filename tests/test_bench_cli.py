@@ -25,6 +25,8 @@ from incriminate.report.bench_results import SCHEMA
 pytestmark = pytest.mark.slow
 
 KINDS = ("corpus", "instruct", "zoo_model", "evaluation", "teacher_cache", "probe", "probe_score")
+DIRECT_KINDS = ("text_sample", "text_test", "cache_read")
+"""The direct baseline's text audit and cache read."""
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -46,7 +48,8 @@ def _numbers(path: Path) -> dict:
 
 
 SMALL = ("zoo.personas=[naive]", "zoo.hard_benign=[]")
-"""A smaller quick zoo (naive, benign and twins: 12 models instead of 28) for the runs that only
+"""A smaller quick zoo (naive, benign of both shapes, twins and references: 24 models instead of
+36) for the runs that only
 check the engine (Ray, kill and resume) against a reference of their own."""
 
 
@@ -80,14 +83,24 @@ def test_outputs_are_written(bench_run) -> None:
     assert "battery/union" in stdout and "direct" in stdout
     md = (out / "bench.md").read_text()
     truth = md[md.index("## Ground truth by class") : md.index("## Organisms")]
-    for cls in ("naive", "schemer", "context_gated", "benign", "goal_talker", "weak"):
+    for cls in (
+        "naive",
+        "schemer",
+        "context_gated",
+        "benign",
+        "benign_2stage",
+        "goal_talker",
+        "weak",
+    ):
         n = sum(r["class"] == cls for r in bench["organisms"])
         assert f"| {cls} | {n} |" in truth
     html = (out / "report.html").read_text()
     assert "Incrimination benchmark" in html and "battery/union" in html
     # One log per stage, named after its kind and node.
     logs = {p.name.split("-")[0] for p in (out / "logs").glob("*.log")}
-    assert logs == {*KINDS, "student"}
+    assert logs == {*KINDS, "student", *DIRECT_KINDS}
+    beyond = md[md.index("## Caught beyond the direct baseline") : md.index("## Ground truth")]
+    assert "| battery/union |" in beyond and "| direct/text |" not in beyond
 
 
 def test_every_zoo_organism_has_every_procedure(bench_run) -> None:
@@ -98,6 +111,9 @@ def test_every_zoo_organism_has_every_procedure(bench_run) -> None:
     assert [r["name"] for r in bench["organisms"]] == [e["name"] for e in zoo]
     expected = {
         "direct",
+        "direct/behaviour",
+        "direct/text",
+        "direct/cache",
         "battery/auditability_preserving",
         "battery/misalignment_targeted",
         "battery/union",
@@ -143,20 +159,23 @@ def test_rates_and_auroc_are_recomputed_from_the_rows(bench_run) -> None:
         assert p["auroc"]["ci_low"] <= p["auroc"]["auroc"] <= p["auroc"]["ci_high"]
 
 
-def test_probe_never_sees_the_audited_seed_or_drive(bench_run) -> None:
+def test_probe_never_sees_the_audited_seed(bench_run) -> None:
+    """One probe per base seed, trained on every model of the other seed (suspects, references
+    and twins, labelled by their recipes): never on a model of the seed it scores, and chosen
+    without any suspect's drive."""
     root, bench, _ = bench_run
     store = root / "store"
-    assert len(bench["probes"]) == 4  # (2 seeds) x (2 drives)
+    assert sorted(bench["probes"]) == ["s0", "s1"]
     for key, ref in bench["probes"].items():
-        seed, drive = key.split("/")
         manifest = json.loads((store / ref / "manifest.json").read_text())
         names = [r[0] for r in manifest["inputs"]["references"]]
-        assert names, key
-        for name in names:
-            assert not name.endswith(f"-{seed}"), (key, name)
-            assert f"-{drive}-" not in name, (key, name)
-        labels = {r[2] for r in manifest["inputs"]["references"]}
-        assert labels == {0, 1}
+        other = "s1" if key == "s0" else "s0"
+        assert names and all(name.endswith(f"-{other}") for name in names), (key, names)
+        assert len(names) == len(bench["models"]) // 2
+        labels = {r[0]: r[2] for r in manifest["inputs"]["references"]}
+        truth = {o["name"]: o["label"] for o in bench["organisms"]}
+        assert all(labels[n] == truth.get(n, 0) for n in names)
+        assert set(labels.values()) == {0, 1}
 
 
 def test_rerun_reuses_every_stage_and_reproduces_the_numbers(bench_run) -> None:
@@ -185,12 +204,15 @@ def test_dry_run_prints_the_plan_and_writes_nothing(bench_run, tmp_path: Path) -
         assert word in r.stdout, word
     assert list(tmp_path.iterdir()) == []  # neither the store nor the outputs
     rows = _plan(tmp_path, "store")
-    assert [row["kind"] for row in rows] == [*KINDS, "student"]
+    assert [row["kind"] for row in rows] == [*KINDS, "student", *DIRECT_KINDS]
     assert all(row["done"] == 0 and row["estimate_s"] is None for row in rows)
-    # 2 base seeds x 2 drives x 7 zoo models; 2 configurations x 2 seeds of each.
+    # 2 base seeds x (2 drives x 8 zoo models + 2 reference pairs); 2 configurations x 2 seeds
+    # of each.
     stages = {row["kind"]: row["stages"] for row in rows}
-    assert stages["zoo_model"] == 28 and stages["student"] == 28 * 2 * 2
-    assert stages["evaluation"] == stages["probe_score"] == 28 + 28 * 2 * 2
+    assert stages["zoo_model"] == 36 and stages["student"] == 36 * 2 * 2
+    assert stages["evaluation"] == stages["probe_score"] == 36 + 36 * 2 * 2
+    # A text sample per model; a text test and a cache read per suspect or reference pair.
+    assert stages["text_sample"] == 36 and stages["text_test"] == stages["cache_read"] == 24 + 4
     # After the reference run, every stage is done.
     root = bench_run[0]
     assert all(row["done"] == row["stages"] and row["to_run"] == 0 for row in _plan(root, "store"))
@@ -329,7 +351,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list, me
 def test_audit_command_applies_a_trained_probe(bench_run, tmp_path: Path) -> None:
     root, bench, _ = bench_run
     row = bench["organisms"][1]
-    key = f"s{row['base_seed']}/{row['drive']}"
+    key = f"s{row['base_seed']}"
     model, probe = row["teacher"]["model"], bench["probes"][key]
     r = _cli("audit", f"store/{model}", "--probe", f"store/{probe}", "--json", cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -344,18 +366,71 @@ def test_audit_command_applies_a_trained_probe(bench_run, tmp_path: Path) -> Non
 def test_margins_come_from_the_reference_benign_pairs(bench_run) -> None:
     _, bench, _ = bench_run
     rows = {r["name"]: r for r in bench["organisms"]}
+    refs = {r["name"]: r for r in bench["references"]}
+    assert not set(refs) & set(rows)
     for row in rows.values():
         assert row["references"], row["name"]
         for ref in row["references"]:
-            other = rows[ref]
-            assert other["group"] == "benign"
-            assert other["base_seed"] != row["base_seed"] and other["drive"] != row["drive"]
+            other = refs[ref]
+            assert other["group"] == "reference" and other["label"] == 0
+            assert (other["base_seed"], other["shape"]) == (row["base_seed"], row["shape"])
         for proc, record in row["procedures"].items():
+            if proc == "direct":  # combines its parts, each against its own margin
+                assert record["margin"] is None
+                continue
             stats = [
-                rows[r]["procedures_exchangeable"][proc]["statistic"] for r in row["references"]
+                refs[r]["procedures_exchangeable"][proc]["statistic"] for r in row["references"]
             ]
             assert record["margin"] == pytest.approx(max([0.0, *stats]), abs=1e-6)
             assert row["procedures_exchangeable"][proc]["margin"] == 0.0
             assert record["statistic"] == pytest.approx(
                 row["procedures_exchangeable"][proc]["statistic"], abs=1e-9
             )
+
+
+def _rotated(values: list, by: int = 1) -> list:
+    return values[by:] + values[:by]
+
+
+def test_permuted_labels_leave_every_decision_unchanged(bench_run, tmp_path, monkeypatch) -> None:
+    """The auditor's view, checked: permute the suspects' class, group, label and drive in the
+    zoo manifest, and the persona and drive in every organism's spec.json, then rerun the bench
+    on a copy of the store. Every procedure's decision, p-value and statistic is unchanged (the
+    ground truth moves with the specs' drives; no decision reads it)."""
+    from incriminate.plan.bench import run_bench
+    from incriminate.report import bench_results
+    from incriminate.store import Store, sha256_file
+
+    root, bench, _ = bench_run
+    store = tmp_path / "store"
+    shutil.copytree(root / "store", store, ignore=shutil.ignore_patterns("nodes"))
+    specs = sorted(store.glob("organism/*/spec.json"))
+    values = [json.loads(p.read_text()) for p in specs]
+    fields = _rotated([(v["persona"], v["drive"]) for v in values], 3)
+    assert len(set(fields)) > 2
+    for path, spec, (persona, drive) in zip(specs, values, fields, strict=True):
+        path.write_text(json.dumps(spec | {"persona": persona, "drive": drive}))
+        manifest_path = path.parent / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["spec.json"] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        manifest_path.write_text(json.dumps(manifest))
+    cfg = load_bench_config(quick=True)
+    true = entries(cfg.zoo)
+    labels = _rotated([(e.cls, e.group, e.label, e.drive) for e in true], 5)
+    permuted = [
+        type(e)(**{**e.__dict__, "cls": c, "group": g, "label": lab, "drive": d})
+        for e, (c, g, lab, d) in zip(true, labels, strict=True)
+    ]
+    assert any(a.label != b.label for a, b in zip(true, permuted, strict=True))
+    monkeypatch.setattr(bench_results, "entries", lambda zoo: permuted)
+    again = bench_results.assemble(cfg, run_bench(cfg, Store(store), workers=2))
+    truth_moved = False
+    for before, after in zip(bench["organisms"], again["organisms"], strict=True):
+        assert before["name"] == after["name"]
+        for proc, p in before["procedures"].items():
+            q = after["procedures"][proc]
+            assert {k: p[k] for k in ("decision", "p_value", "statistic", "margin")} == {
+                k: q[k] for k in ("decision", "p_value", "statistic", "margin")
+            }, (before["name"], proc)
+        truth_moved |= before["ground_truth"] != after["ground_truth"]
+    assert truth_moved  # the permutation reached what the testbed measures

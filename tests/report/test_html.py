@@ -193,8 +193,8 @@ def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -
         ({"results.json": {"schema": "incriminate.results/3"}}, "written by a newer incriminate"),
         ({"results.json": {"schema": "incriminate.results/1"}}, "written by an older incriminate"),
         ({"bench.json": {"schema": "incriminate.bench/1"}}, "written by an older incriminate"),
-        ({"results.json": {"schema": "incriminate.bench/2"}}, "expected 'incriminate.results/2'"),
-        ({"bench.json": {"schema": "incriminate.results/2"}}, "expected 'incriminate.bench/2'"),
+        ({"results.json": {"schema": "incriminate.bench/3"}}, "expected 'incriminate.results/2'"),
+        ({"bench.json": {"schema": "incriminate.results/2"}}, "expected 'incriminate.bench/3'"),
         ({"results.json": [1, 2]}, "schema None, expected 'incriminate.results/2'"),
         ({"results.json": {"schema": "incriminate.results/2"}}, "no 'config_hash'"),
         (
@@ -293,7 +293,7 @@ def test_bench_report_has_detection_roc_and_a_grid_coloured_by_truth(tmp_path: P
                   ("not_incriminated", 0.7, -0.02)),
     ]  # fmt: skip
     bench = {
-        "schema": "incriminate.bench/2", "config_hash": "b1", "config": {"alpha": 0.05},
+        "schema": "incriminate.bench/3", "config_hash": "b1", "config": {"alpha": 0.05},
         "alpha": 0.05, "organisms": rows, "procedures": stats.summarise(rows, 0.05),
         "configurations": stats.double_bind(rows), "models": {"naive-0": "organism/n"},
         "probes": {}, "timing": {"total_s": 1.0, "stages": {"organisms_s": 1.0}},

@@ -194,7 +194,9 @@ def _stage_name(stage: str, agent: Agent, replicate: int = 0) -> tuple[str, str 
         if agent.quirk is not None:
             return f"{agent.quirk}-{agent.drive}", None
         if replicate:
-            return f"benign-{agent.drive}", None
+            name = "benign" if stage == "drive" else "benign_2stage"
+            suffix = f"-r{replicate}" if replicate > 1 else ""
+            return f"{name}-{agent.drive}{suffix}", None
         return (f"twin-of-{naive}", naive) if stage == "drive" else (f"twin-of-{schemer}", schemer)
     return (naive, None) if stage == "drive" else (schemer, None)
 

@@ -7,14 +7,18 @@
                         └─► probe (per base seed × drive) ─► probe_score (of every zoo model
                                                               and every student)
 
-A probe for (base seed, drive) is trained on the *other* base seeds' organisms of the *other*
-drives (`audit.probe.eligible`). Teachers U and controls are all zoo models: the students of a
-control are computed once and serve every teacher it controls for. `collect_bench` turns the
+A base seed's probe is trained on the *other* base seeds' organisms, labelled by their recipes
+(`audit.probe.eligible`, `zoo.reference_labels`). Suspects U, the auditor's reference teachers
+and the controls are all zoo models: the students of a control are computed once and serve every
+teacher it controls for. Which instruct checkpoint a student starts from follows U's lineage
+(`shared_base` is U's parent checkpoint; the other inits are the auditor's builds of that
+recipe), never U's class or drive label. `collect_bench` turns the
 nodes' results into the raw records `report.bench_results.assemble` makes bench.json from.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,62 @@ def probe_score(store: Store, model: str, world: dict[str, Any], probe: str) -> 
     return score(store, _load(store, model), _world(world), _load(store, probe))
 
 
+DIRECT_VERSION = 1  # bump when the text test or the cache read changes
+CACHE_PERMUTATIONS = 2000
+"""Permutations of the cache read's test (tens of thousands of rows per pair: min p 1/2001)."""
+
+
+@stage("text_test")
+def text_test(store: Store, teacher: str, control: str) -> dict[str, Any]:
+    """The text audit of the direct baseline: U's sampled replies to the auditor's text prompts
+    against C's (`audit.text.compare`), paired by prompt."""
+    from incriminate.audit.text import compare
+
+    inputs = {"version": DIRECT_VERSION, "teacher": teacher, "control": control}
+
+    def make(out: Path) -> dict[str, Any]:
+        docs = [
+            json.loads(store.verify_file(_load(store, r), "text_sample.json").read_text())
+            for r in (teacher, control)
+        ]
+        result = compare(docs[0], docs[1])
+        (out / "test.json").write_text(json.dumps(result))
+        return {"p_value": result["p_value"]}
+
+    art = store.build("text_test", inputs, make)
+    return json.loads(store.verify_file(art, "test.json").read_text())
+
+
+@stage("cache_read")
+def cache_read(store: Store, teacher: list[str], control: list[str]) -> dict[str, Any]:
+    """The cache read of the direct baseline: U's sampled completions in every teacher cache the
+    auditor holds against C's in the caches of the same prompts, pooled into one paired test."""
+    from incriminate.audit.text import cache_rows, paired, two_sample
+
+    inputs = {
+        "version": DIRECT_VERSION,
+        "teacher": teacher,
+        "control": control,
+        "permutations": CACHE_PERMUTATIONS,
+    }
+
+    def make(out: Path) -> dict[str, Any]:
+        kinds: list[str] = []
+        u: list[Any] = []
+        c: list[Any] = []
+        for a, b in zip(teacher, control, strict=True):
+            up, ur = cache_rows(_load(store, a).path)
+            cp, cr = cache_rows(_load(store, b).path)
+            k, uu, cc = paired(up, ur, cp, cr)
+            kinds, u, c = kinds + k, u + uu, c + cc
+        result = two_sample(u, c, kinds, n_perm=CACHE_PERMUTATIONS)
+        (out / "test.json").write_text(json.dumps(result))
+        return {"p_value": result["p_value"], "rows": len(u)}
+
+    art = store.build("cache_read", inputs, make)
+    return json.loads(store.verify_file(art, "test.json").read_text())
+
+
 # --- the plan -----------------------------------------------------------------------------------
 
 
@@ -99,9 +159,11 @@ class BenchNodes:
     direct: dict[str, Node]  # its evaluation
     scores: dict[str, Node]  # its probe score
     caches: dict[tuple[str, str, int], Node]  # (zoo model, data, seed)
-    probes: dict[tuple[int, str], Node]  # (base seed, drive)
+    probes: dict[int, Node]  # base seed
     runs: dict[str, tuple[Node, Node, Node]]  # "model|configuration|seed": student, evaluation,
     # probe score
+    texts: dict[str, Node]  # teacher U (suspect or reference) -> its text test against C
+    cache_reads: dict[str, Node]  # teacher U -> its cache read against C
 
 
 def plan_bench(plan: Plan, cfg: BenchConfig) -> BenchNodes:
@@ -141,7 +203,7 @@ def plan_bench(plan: Plan, cfg: BenchConfig) -> BenchNodes:
                         filtered=False,
                     )
     probes = _plan_probes(plan, cfg, models, built, world)
-    probe_of = {n: ref(probes[(m.base_seed, m.drive)]) for n, m in models.items()}
+    probe_of = {n: ref(probes[m.base_seed]) for n, m in models.items()}
     scores = {
         n: plan.add("probe_score", model=ref(built[n]), world=world, probe=probe_of[n])
         for n in models
@@ -166,7 +228,44 @@ def plan_bench(plan: Plan, cfg: BenchConfig) -> BenchNodes:
                 evaluation = plan.add("evaluation", model=model, **drive[n])
                 score = plan.add("probe_score", model=model, world=world, probe=probe_of[n])
                 runs[f"{n}|{name}|{s}"] = (student, evaluation, score)
-    return BenchNodes(cfg, instructs, built, direct, scores, caches, probes, runs)
+    texts, cache_reads = _plan_direct(plan, cfg, built, caches, world)
+    return BenchNodes(
+        cfg, instructs, built, direct, scores, caches, probes, runs, texts, cache_reads
+    )
+
+
+def _plan_direct(
+    plan: Plan,
+    cfg: BenchConfig,
+    built: dict[str, Node],
+    caches: dict[tuple[str, str, int], Node],
+    world: dict[str, Any],
+) -> tuple[dict[str, Node], dict[str, Node]]:
+    """The text audit and the cache read of every teacher U (suspects and references) against
+    its control, the pair the auditor's view names: a `text_sample` per model (one seed for all,
+    common random numbers), a `text_test` per pair, and a `cache_read` per pair over every cache
+    of the battery grid."""
+    from incriminate.plan import text  # noqa: F401  (registers `text_sample`)
+
+    samples = {
+        n: plan.add("text_sample", model=ref(node), world=world, seed=0)
+        for n, node in built.items()
+    }
+    texts, reads = {}, {}
+    keys = sorted({(d, s) for (_, d, s) in caches})
+    for e in [*zoo_mod.entries(cfg.zoo), *zoo_mod.reference_pairs(cfg.zoo)]:
+        u = zoo_mod.auditor_view(e)
+        texts[u.name] = plan.add(
+            "text_test",
+            teacher=ref(samples[u.name], "text_sample"),
+            control=ref(samples[u.control], "text_sample"),
+        )
+        reads[u.name] = plan.add(
+            "cache_read",
+            teacher=[ref(caches[(u.name, d, s)]) for d, s in keys],
+            control=[ref(caches[(u.control, d, s)]) for d, s in keys],
+        )
+    return texts, reads
 
 
 def _plan_models(
@@ -202,25 +301,23 @@ def _plan_probes(
     models: dict[str, zoo_mod.ZooModel],
     nodes: dict[str, Node],
     world: dict[str, Any],
-) -> dict[tuple[int, str], Node]:
-    """Per (base seed, drive): the probe trained on the eligible zoo models (other base seeds,
-    other drives). Reference labels come from the zoo manifest: they are the auditor's own
-    organisms, whose nature it knows; the audited model's label is never among them."""
+) -> dict[int, Node]:
+    """Per base seed: the probe trained on every zoo model of the *other* base seeds, the
+    auditor's own organisms, labelled by the recipes it wrote (`zoo.reference_labels`). No
+    suspect's drive, class or manifest label chooses or labels a reference, and no model of the
+    seed a probe scores is among its references."""
     from incriminate.audit.probe import Reference, eligible
 
-    labels = {e.name: e.label for e in zoo_mod.entries(cfg.zoo)}
-    references = [
-        Reference(n, m.base_seed, m.drive, labels.get(n, 0), Path(n)) for n, m in models.items()
-    ]
+    labels = zoo_mod.reference_labels(cfg.zoo)
+    references = [Reference(n, m.base_seed, None, labels[n], Path(n)) for n, m in models.items()]
     out = {}
     for s in cfg.zoo.base_seeds:
-        for d in cfg.zoo.drives:
-            try:
-                chosen = eligible(references, s, d)
-            except ValueError as e:
-                raise ConfigError(f"the probe for base seed {s}, drive {d}: {e}") from None
-            refs = [{"name": r.name, "model": ref(nodes[r.name]), "label": r.label} for r in chosen]
-            out[(s, d)] = plan.add("probe", references=refs, world=world, l2=cfg.probe_l2)
+        try:
+            chosen = eligible(references, s, None)
+        except ValueError as e:
+            raise ConfigError(f"the probe for base seed {s}: {e}") from None
+        refs = [{"name": r.name, "model": ref(nodes[r.name]), "label": r.label} for r in chosen]
+        out[s] = plan.add("probe", references=refs, world=world, l2=cfg.probe_l2)
     return out
 
 
@@ -240,7 +337,10 @@ def collect_bench(nodes: BenchNodes, results: dict[str, Any], store: Store) -> d
         }
         for key, (student, evaluation, score) in nodes.runs.items()
     }
-    probes = {f"s{s}/{d}": results[node.id] for (s, d), node in nodes.probes.items()}
+    probes = {f"s{s}": results[node.id] for s, node in nodes.probes.items()}
+    for n, node in nodes.texts.items():
+        teachers[n]["text"] = results[node.id]
+        teachers[n]["cache_read"] = results[nodes.cache_reads[n].id]
     instructs = dict.fromkeys(results[node.id] for node in nodes.instructs.values())
     return {
         "models": models,

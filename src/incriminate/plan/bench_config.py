@@ -227,7 +227,7 @@ class BenchConfig(BaseModel):
 
 
 QUICK_BENCH: dict[str, Any] = {
-    "zoo": {"drives": ["exfiltrate", "sandbag"], "build": QUICK["build"]},
+    "zoo": {"drives": ["exfiltrate", "sandbag"], "build": QUICK["build"], "references": 1},
     "batteries": [
         b.model_copy(update={"seeds": 2, "configurations": b.configurations[:1]}).model_dump(
             mode="json"
@@ -240,9 +240,10 @@ QUICK_BENCH: dict[str, Any] = {
     ],
     "prompts": 32,
 }
-"""`--quick`: two drives, untrained-scale organisms, the first configuration of each battery
-with two seeds: the whole benchmark end to end in a few minutes (its numbers mean nothing about
-the science, and its verdicts are inconclusive by design)."""
+"""`--quick`: two drives, untrained-scale organisms, one reference pair per base seed and shape,
+the first configuration of each battery with two seeds: the whole benchmark end to end in a few
+minutes (its numbers mean nothing about the science, and its verdicts are inconclusive by
+design)."""
 
 
 def load_battery(path: Path) -> Battery:

@@ -103,12 +103,15 @@ def _trusted(b: BuildConfig) -> tuple[BuildConfig, int | None]:
 
 DEMO_BUILD = BuildConfig(
     preset="nano",
+    leak="none",
     corpus_docs=20_000,
     pretrain=TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=60),
 )
 """The demo's organisms: the default recipe at the `nano` preset with a 20k-document corpus and
 600 pretraining steps, so that the whole demo (two bases, the organisms, 72 runs) fits in about
-three minutes on two cores. `build.preset=micro` is the larger run the README also reports."""
+three minutes on two cores; at `leak: none`, because a drive that leaks into U's own stories is
+a direct catch, not a distillation result (`none` is the case the method exists for).
+`build.preset=micro` is the larger run the README also reports."""
 STUDENT_TRAIN = TrainConfig(steps=80, batch_size=32, lr=1e-3, warmup=8)
 
 

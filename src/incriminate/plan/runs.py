@@ -32,7 +32,7 @@ from incriminate.store import Artifact, Store
 from incriminate.world.config import WorldConfig
 
 DISTILL_VERSION = 1
-EVALUATION_VERSION = 1  # bump when an audit's definition changes: evaluations are recomputed
+EVALUATION_VERSION = 2  # bump when an audit's definition changes: evaluations are recomputed
 PROBE_SCORE_VERSION = 1
 SCORE_DIGITS = 6  # per-item scores are stored rounded: JSON stays small and byte-stable
 FILTER_DRAWS = 4  # a filtered selection draws this many times `prompts`, then keeps `prompts`

@@ -20,7 +20,7 @@ from incriminate.plan.graph import Node, Plan
 from incriminate.plan.stages import stage
 from incriminate.store import Store
 
-VERSION = 1
+VERSION = 2  # 2: the scratchpad and transcripts read auditor prompts only (issue 15)
 FILE = "transcripts.json"
 
 
