@@ -34,8 +34,8 @@ def registries() -> dict[str, Any]:
     """Every registry by its plural, in `ORDER`: importing the modules that fill them (the
     method modules import torch) and the plugins (`registry.PLUGINS`)."""
     # config: methods, selections, inits, presets, transforms; bench_config: batteries, audits;
-    # stages and the zoo benchmark's (bench).
-    from incriminate.plan import bench, bench_config, config, organisms, stages, transcripts  # noqa: F401
+    # stages and the zoo benchmark's (bench), the direct baseline's text stages (text).
+    from incriminate.plan import bench, bench_config, config, organisms, stages, text, transcripts  # noqa: F401
     from incriminate.registry import REGISTRIES, load_plugins
 
     load_plugins()
