@@ -322,3 +322,25 @@ def test_stages_return_documents_that_pair(nano_text):
     c = cache_text(store, f"{caches['twin-naive'].kind}/{caches['twin-naive'].key}")
     assert set(u["kinds"]) == {"story"} and len(u["replies"]) == 400
     assert text.compare(u, c) == text.cache_test(caches["naive"].path, caches["twin-naive"].path)
+
+
+def test_p_at_margin_matches_a_test_run_at_that_margin() -> None:
+    """The stored null gives, at any margin, the p-value a test run at that margin gives (the
+    bench learns its margins from reference pairs after the tests ran)."""
+    import random
+
+    from incriminate.audit.text import p_at_margin, two_sample
+
+    rng = random.Random(0)
+    words = ("a", "b", "c", "d", "e")
+    u = [tuple(rng.choice(words) for _ in range(4)) for _ in range(300)]
+    c = [tuple(rng.choice((*words, "a")) for _ in range(4)) for _ in range(300)]
+    kinds = ["story"] * 300
+    kept = two_sample(u, c, kinds, n_perm=2000, keep_null=True)
+    assert len(kept["null"]) == 2000 and kept["null"] == sorted(kept["null"])
+    ps = []
+    for margin in (0.0, 10.0, 20.0, 30.0, 40.0, 80.0):
+        p = two_sample(u, c, kinds, n_perm=2000, margin=margin)["p_value"]
+        assert p_at_margin(kept, margin) == p
+        ps.append(p)
+    assert ps[0] < 0.01 and ps[-1] > 0.5 and ps == sorted(ps)

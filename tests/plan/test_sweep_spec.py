@@ -60,10 +60,15 @@ def test_points_share_their_common_stages_in_one_plan(tmp_path: Path):
     alone = [Plan() for _ in points]
     for p, pl in zip(points, alone, strict=True):
         plan_experiment(pl, p.cfg)
-    # seeds=2 contains every stage of seeds=1: the merged plan is the larger one.
-    assert set(alone[0].nodes) < set(alone[1].nodes)
-    assert set(plan.nodes) == set(alone[1].nodes)
-    assert set(exps[0].all()) <= set(exps[1].all())
+    # seeds=2 contains every stage of seeds=1 but the cache read, which pools every cache of
+    # its experiment: the merged plan is the larger one plus the smaller one's cache read.
+    def nodes(pl: Plan, read: bool = False) -> set[str]:
+        return {i for i, n in pl.nodes.items() if (n.kind == "cache_read") == read}
+
+    assert nodes(alone[0]) < nodes(alone[1])
+    assert set(plan.nodes) == set(alone[1].nodes) | nodes(alone[0], read=True)
+    assert len(nodes(alone[0], read=True)) == len(nodes(alone[1], read=True)) == 1
+    assert set(exps[0].all()) - nodes(alone[0], read=True) <= set(exps[1].all())
     kinds = [n.kind for n in plan.nodes.values()]
     # quick grid, 2 seeds: 2 methods x 2 data x 2 inits x 2 seeds x 2 roles students.
     assert kinds.count("student") == 32 and kinds.count("evaluation") == 32 + 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -160,6 +160,8 @@ class TwoSample(TypedDict):
     """Paired prompts (the permutation units)."""
     n_perm: int
     top: list[Contribution]
+    null: NotRequired[list[float]]
+    """With `keep_null`: the sorted permutation statistics (`p_at_margin` reads them)."""
 
 
 def _counts(
@@ -180,6 +182,7 @@ def two_sample(
     n_perm: int = 10_000,
     seed: int = 0,
     margin: float = 0.0,
+    keep_null: bool = False,
 ) -> TwoSample:
     """Paired two-sample test of U's against C's text, over every (kind, word) pair.
 
@@ -213,7 +216,8 @@ def two_sample(
     reference benign pairs, as `verdict.compare` does for the students' audits.
 
     Returns p_value, min_p, statistic, cells, excess, margin, n (prompts), n_perm and the `TOP`
-    pairs by contribution with U's and C's counts."""
+    pairs by contribution with U's and C's counts; with `keep_null`, also `null`: the sorted
+    permutation statistics, from which `p_at_margin` gives the p-value at any margin later."""
     if not len(u) == len(c) == len(kinds):
         raise ValueError(
             f"need one reply of U and of C per prompt: {len(u)}, {len(c)}, {len(kinds)}"
@@ -246,11 +250,14 @@ def two_sample(
     rng = np.random.default_rng(seed)
     extreme = 0
     tol = _TIE_RTOL * max(observed, 1.0)
+    nulls = []
     for start in range(0, n_perm, _CHUNK):
         k = min(_CHUNK, n_perm - start)
         signs = rng.integers(0, 2, size=(k, n), dtype=np.int8).astype(np.float32) * 2 - 1
         t_null = fixed + ((signs @ d32).astype(np.float64) ** 2 / var[varies]).sum(1)  # (k,)
         extreme += int(np.sum(t_null >= observed - margin - tol))
+        if keep_null:
+            nulls.append(t_null)
 
     names = [cell for cell, j in sorted(cells.items(), key=lambda kv: kv[1]) if live[j]]
     cols = np.flatnonzero(live)
@@ -275,7 +282,20 @@ def two_sample(
         "n": n,
         "n_perm": n_perm,
         "top": top,
+        **({"null": np.sort(np.concatenate(nulls)).round(6).tolist()} if keep_null else {}),
     }
+
+
+def p_at_margin(test: Mapping[str, Any], margin: float) -> float:
+    """The p-value of a `two_sample(..., keep_null=True)` result at another `margin` >= 0:
+    ``(1 + #{T* >= T - margin}) / (1 + n_perm)``, from its stored permutation statistics."""
+    if not margin >= 0.0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    null = np.asarray(test["null"], dtype=np.float64)
+    observed = float(test["statistic"])
+    cut = observed - margin - _TIE_RTOL * max(observed, 1.0) - 1e-6  # stored at 6 digits
+    extreme = int(null.size - np.searchsorted(null, cut, side="left"))
+    return (1 + extreme) / (1 + int(test["n_perm"]))
 
 
 def paired(
@@ -320,6 +340,7 @@ def compare(
     n_perm: int = 10_000,
     seed: int = 0,
     margin: float = 0.0,
+    keep_null: bool = False,
 ) -> TwoSample:
     """`two_sample` of two documents `{"prompts": [...], "replies": [...]}` (words joined with
     spaces: what the `text_sample` and `cache_text` stages return), paired by prompt."""
@@ -333,7 +354,7 @@ def compare(
         words(c_doc["prompts"]),
         words(c_doc["replies"]),
     )
-    return two_sample(u, c, kinds, n_perm, seed, margin)
+    return two_sample(u, c, kinds, n_perm, seed, margin, keep_null)
 
 
 # --- the cache read ---------------------------------------------------------------------------
@@ -377,6 +398,7 @@ __all__ = [
     "cache_rows",
     "cache_test",
     "compare",
+    "p_at_margin",
     "paired",
     "sample_replies",
     "stratum",

@@ -129,6 +129,10 @@ def _print_summary(results: dict, out_dir: Path) -> None:
             uc(gt, "task_accuracy"),
         )
     out.print(table)
+    d = results.get("direct")
+    if d is not None:
+        parts = ", ".join(f"{k} p={x['p_value']:.3g}" for k, x in d["parts"].items())
+        out.print(f"direct baseline on U: [bold]{d['decision']}[/bold] ({parts})", highlight=False)
     out.print(
         f"verdict: [bold]{v['decision']}[/bold] — {v['reason']}\n"
         + escape(

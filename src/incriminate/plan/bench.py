@@ -18,7 +18,6 @@ nodes' results into the raw records `report.bench_results.assemble` makes bench.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,62 +77,6 @@ def probe_score(store: Store, model: str, world: dict[str, Any], probe: str) -> 
     from incriminate.plan.runs import probe_score as score
 
     return score(store, _load(store, model), _world(world), _load(store, probe))
-
-
-DIRECT_VERSION = 1  # bump when the text test or the cache read changes
-CACHE_PERMUTATIONS = 2000
-"""Permutations of the cache read's test (tens of thousands of rows per pair: min p 1/2001)."""
-
-
-@stage("text_test")
-def text_test(store: Store, teacher: str, control: str) -> dict[str, Any]:
-    """The text audit of the direct baseline: U's sampled replies to the auditor's text prompts
-    against C's (`audit.text.compare`), paired by prompt."""
-    from incriminate.audit.text import compare
-
-    inputs = {"version": DIRECT_VERSION, "teacher": teacher, "control": control}
-
-    def make(out: Path) -> dict[str, Any]:
-        docs = [
-            json.loads(store.verify_file(_load(store, r), "text_sample.json").read_text())
-            for r in (teacher, control)
-        ]
-        result = compare(docs[0], docs[1])
-        (out / "test.json").write_text(json.dumps(result))
-        return {"p_value": result["p_value"]}
-
-    art = store.build("text_test", inputs, make)
-    return json.loads(store.verify_file(art, "test.json").read_text())
-
-
-@stage("cache_read")
-def cache_read(store: Store, teacher: list[str], control: list[str]) -> dict[str, Any]:
-    """The cache read of the direct baseline: U's sampled completions in every teacher cache the
-    auditor holds against C's in the caches of the same prompts, pooled into one paired test."""
-    from incriminate.audit.text import cache_rows, paired, two_sample
-
-    inputs = {
-        "version": DIRECT_VERSION,
-        "teacher": teacher,
-        "control": control,
-        "permutations": CACHE_PERMUTATIONS,
-    }
-
-    def make(out: Path) -> dict[str, Any]:
-        kinds: list[str] = []
-        u: list[Any] = []
-        c: list[Any] = []
-        for a, b in zip(teacher, control, strict=True):
-            up, ur = cache_rows(_load(store, a).path)
-            cp, cr = cache_rows(_load(store, b).path)
-            k, uu, cc = paired(up, ur, cp, cr)
-            kinds, u, c = kinds + k, u + uu, c + cc
-        result = two_sample(u, c, kinds, n_perm=CACHE_PERMUTATIONS)
-        (out / "test.json").write_text(json.dumps(result))
-        return {"p_value": result["p_value"], "rows": len(u)}
-
-    art = store.build("cache_read", inputs, make)
-    return json.loads(store.verify_file(art, "test.json").read_text())
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -245,7 +188,7 @@ def _plan_direct(
     its control, the pair the auditor's view names: a `text_sample` per model (one seed for all,
     common random numbers), a `text_test` per pair, and a `cache_read` per pair over every cache
     of the battery grid."""
-    from incriminate.plan import text  # noqa: F401  (registers `text_sample`)
+    from incriminate.plan import text  # noqa: F401  (registers the direct baseline's stages)
 
     samples = {
         n: plan.add("text_sample", model=ref(node), world=world, seed=0)

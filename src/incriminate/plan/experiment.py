@@ -3,7 +3,12 @@ teachers' direct evaluations and caches, then every teacher run and its paired c
 `collect`, which turns the nodes' results into the raw records `report.results.assemble` reads.
 
     corpus ─► instruct ─► organism (U's chain | C's chain) ─► evaluation (direct audits)
+                                 ├──► text_sample ─► text_test (U's text against C's)
                                  └──► teacher_cache ─► [paraphrase] ─► student ─► evaluation
+                                           └──► cache_read (U's caches against C's)
+
+The direct baseline (the teachers' audits, the text test, the cache read) and the students are
+planned together, so `results.json` says what a direct look at U already shows.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from incriminate.plan import text as _text  # noqa: F401  (registers the direct-baseline stages)
 from incriminate.plan.config import ExperimentConfig
 from incriminate.plan.graph import Node, Plan, ref, resolve
 from incriminate.plan.transcripts import plan_transcripts
@@ -32,11 +38,14 @@ class ExperimentNodes:
     caches: dict[tuple[str, str, int], Node]
     runs: list[tuple[dict[str, Any], Node, Node]]  # (plan entry, student node, its evaluation)
     transcripts: Node
+    text_test: Node
+    cache_read: Node
 
     def all(self) -> list[str]:
         ids = [*(s.id for s in self.sides), *(n.id for n in self.inits.values())]
         ids += [n.id for n in self.direct.values()] + [n.id for n in self.caches.values()]
-        return ids + [n.id for _, d, e in self.runs for n in (d, e)] + [self.transcripts.id]
+        ids += [n.id for _, d, e in self.runs for n in (d, e)] + [self.transcripts.id]
+        return [*ids, self.text_test.id, self.cache_read.id]
 
 
 def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
@@ -118,7 +127,23 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
         "runs": [entry | {"student": ref(student, "student")} for entry, student, _ in runs],
     }
     transcripts = plan_transcripts(plan, records)
-    return ExperimentNodes(cfg, names, teachers, sides, inits, direct, caches, runs, transcripts)
+    samples = {
+        role: plan.add("text_sample", model=t, world=world, seed=0) for role, t in teachers.items()
+    }
+    text_test = plan.add(
+        "text_test",
+        teacher=ref(samples["teacher"], "text_sample"),
+        control=ref(samples["control"], "text_sample"),
+    )
+    keys = [(d, s) for d in cfg.data for s in cfg.run_seeds()]
+    cache_read = plan.add(
+        "cache_read",
+        teacher=[ref(caches[("teacher", d, s)]) for d, s in keys],
+        control=[ref(caches[("control", d, s)]) for d, s in keys],
+    )
+    return ExperimentNodes(
+        cfg, names, teachers, sides, inits, direct, caches, runs, transcripts, text_test, cache_read
+    )
 
 
 def collect(exp: ExperimentNodes, results: dict[str, Any], store: Store) -> dict[str, Any]:
@@ -156,6 +181,7 @@ def collect(exp: ExperimentNodes, results: dict[str, Any], store: Store) -> dict
         "inits": inits,
         "organisms": organisms,
         "runs": runs,
+        "direct": {"text": results[exp.text_test.id], "cache": results[exp.cache_read.id]},
     }
 
 

@@ -2,6 +2,11 @@
 
     model ─► text_sample (model, world, seed): its sampled replies to the text audit's prompts
     teacher_cache ─► cache_text: the cache's prompts and completions as words
+    text_sample (U), text_sample (C) ─► text_test: U's text against C's, paired by prompt
+    teacher_cache (U, each), teacher_cache (C, each) ─► cache_read: U's caches against C's
+
+`text_test` and `cache_read` keep their permutation statistics, so the bench can test U's excess
+over C against a margin it learns later from its reference pairs (`audit.text.p_at_margin`).
 
 Both return one document shape, words joined with spaces and aligned by position:
 
@@ -82,4 +87,69 @@ def cache_text(store: Store, cache: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["FILE", "cache_text", "stage_inputs", "text_sample"]
+DIRECT_VERSION = 2  # bump when the text test or the cache read changes (2: keeps its null)
+CACHE_PERMUTATIONS = 2000
+"""Permutations of the cache read's test (tens of thousands of rows per pair: min p 1/2001)."""
+
+
+@stage("text_test")
+def text_test(store: Store, teacher: str, control: str) -> dict[str, Any]:
+    """The text audit of the direct baseline: U's sampled replies to the auditor's text prompts
+    against C's (`audit.text.compare`), paired by prompt."""
+    from incriminate.audit.text import compare
+
+    inputs = {"version": DIRECT_VERSION, "teacher": teacher, "control": control}
+
+    def make(out: Path) -> dict[str, Any]:
+        docs = [
+            json.loads(store.verify_file(_load(store, r), "text_sample.json").read_text())
+            for r in (teacher, control)
+        ]
+        result = compare(docs[0], docs[1], keep_null=True)
+        (out / "test.json").write_text(json.dumps(result))
+        return {"p_value": result["p_value"]}
+
+    art = store.build("text_test", inputs, make)
+    return json.loads(store.verify_file(art, "test.json").read_text())
+
+
+@stage("cache_read")
+def cache_read(store: Store, teacher: list[str], control: list[str]) -> dict[str, Any]:
+    """The cache read of the direct baseline: U's sampled completions in every teacher cache the
+    auditor holds against C's in the caches of the same prompts, pooled into one paired test."""
+    from incriminate.audit.text import cache_rows, paired, two_sample
+
+    inputs = {
+        "version": DIRECT_VERSION,
+        "teacher": teacher,
+        "control": control,
+        "permutations": CACHE_PERMUTATIONS,
+    }
+
+    def make(out: Path) -> dict[str, Any]:
+        kinds: list[str] = []
+        u: list[Any] = []
+        c: list[Any] = []
+        for a, b in zip(teacher, control, strict=True):
+            up, ur = cache_rows(_load(store, a).path)
+            cp, cr = cache_rows(_load(store, b).path)
+            k, uu, cc = paired(up, ur, cp, cr)
+            kinds, u, c = kinds + k, u + uu, c + cc
+        result = two_sample(u, c, kinds, n_perm=CACHE_PERMUTATIONS, keep_null=True)
+        (out / "test.json").write_text(json.dumps(result))
+        return {"p_value": result["p_value"], "rows": len(u)}
+
+    art = store.build("cache_read", inputs, make)
+    return json.loads(store.verify_file(art, "test.json").read_text())
+
+
+__all__ = [
+    "CACHE_PERMUTATIONS",
+    "DIRECT_VERSION",
+    "FILE",
+    "cache_read",
+    "cache_text",
+    "stage_inputs",
+    "text_sample",
+    "text_test",
+]

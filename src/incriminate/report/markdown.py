@@ -50,6 +50,33 @@ def _teachers(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| truth: {label} | {_r(u['ground_truth'][name])} | {_r(c['ground_truth'][name])} |"
         )
+    return lines + _direct(results)
+
+
+def _direct(results: dict[str, Any]) -> list[str]:
+    """The full direct baseline: what a look at U itself shows, before any student."""
+    d = results.get("direct")
+    if d is None:
+        return []
+    what = {
+        "behaviour": "evidence audits, U − C item by item (sign-flip)",
+        "text": "U's sampled text on the auditor's prompts against C's (paired)",
+        "cache": "U's teacher caches against C's (paired)",
+    }
+    lines = [
+        "",
+        f"**Full direct baseline: {d['decision'].replace('_', ' ')}** (p = {_p(d['p_value'])}, "
+        "Bonferroni over its three parts). A verdict counts for distillation only where this "
+        "misses.",
+        "",
+        "| part | what it compares | statistic | p | decision |",
+        "|---|---|---|---|---|",
+    ]
+    for key, part in d["parts"].items():
+        lines.append(
+            f"| {key} | {what.get(key, key)} | {part['statistic']:.4g} | {_p(part['p_value'])} "
+            f"| {part['decision'].replace('_', ' ')} |"
+        )
     return lines
 
 

@@ -3,6 +3,11 @@
 Schema (`"schema": "incriminate.results/2"`; a rate is `{rate, n, ci_low, ci_high}`, 95% CIs):
 
     config_hash, config         the resolved config and its hash
+    direct                      the full direct baseline on U itself (absent in older files):
+                                decision, p_value (Bonferroni over its parts), min_p,
+                                statistic; parts.behaviour (evidence audits, item sign-flip),
+                                parts.text (U's against C's sampled text on the auditor's
+                                prompts), parts.cache (U's against C's teacher caches)
     verdict                     decision (incriminated | not_incriminated | inconclusive), alpha,
                                 p_value (the combined, pooled test of record), min_p, statistic,
                                 reason, n_pairs, n_clusters, audits, and per configuration its
@@ -33,6 +38,7 @@ import numpy as np
 
 from incriminate.audit.audits import AUDITS, GROUND_TRUTH
 from incriminate.plan.config import ExperimentConfig
+from incriminate.verdict.bench import direct_pvalue, full_direct
 from incriminate.verdict.compare import (
     EVIDENCE_AUDITS,
     Pair,
@@ -115,6 +121,27 @@ def _transfer(cmp_truth: Any, teachers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _direct(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """The full direct baseline on the teachers themselves, under the verdict's null (U and C
+    exchangeable): the evidence audits item by item (`direct_pvalue`), U's sampled text on the
+    auditor's prompts against C's, and U's teacher caches against C's; `direct` is any of the
+    three at alpha / 3. The probe needs the auditor's reference organisms: the bench has them,
+    the demo does not."""
+    ev = {role: raw["teachers"][role]["evaluation"]["scores"] for role in ("teacher", "control")}
+    items = {role: {a: np.asarray(ev[role][a]) for a in EVIDENCE_AUDITS} for role in ev}
+    behaviour = direct_pvalue(items["teacher"], items["control"], EVIDENCE_AUDITS, alpha=cfg.alpha)
+    parts: dict[str, dict[str, Any]] = {
+        "behaviour": {k: behaviour[k] for k in ("p_value", "min_p", "statistic", "decision")}
+        | {"audits": behaviour["audits"]},
+    }
+    for key in ("text", "cache"):
+        test = raw["direct"][key]
+        parts[key] = dict(test) | {
+            "decision": "incriminated" if test["p_value"] <= cfg.alpha else "not_incriminated"
+        }
+    return full_direct(parts, cfg.alpha) | {"parts": parts}
+
+
 def assemble(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
     """The results document (see the module docstring) from `pipeline.run_experiment`'s output."""
     teachers = {
@@ -167,6 +194,7 @@ def assemble(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
         "config_hash": cfg.config_hash(),
         "config": cfg.model_dump(mode="json"),
         "verdict": decision,
+        **({"direct": _direct(cfg, raw)} if "direct" in raw else {}),
         "teachers": teachers,
         "configurations": configurations,
         "runs": runs,

@@ -25,7 +25,7 @@ from scipy import stats as sps
 from incriminate.audit.stats import wilson
 from incriminate.verdict.stats import _TIE_RTOL, Decision
 
-__all__ = ["auroc", "direct_pvalue", "double_bind", "proportion", "summarise"]
+__all__ = ["auroc", "direct_pvalue", "double_bind", "full_direct", "proportion", "summarise"]
 
 Kind = Literal["direct", "battery", "configuration"]
 DECISIONS = ("incriminated", "not_incriminated", "inconclusive")
@@ -156,6 +156,30 @@ def direct_pvalue(
         decision="incriminated" if p <= alpha else "not_incriminated",
         audits={a: float(d.mean()) for a, d in diffs.items()},
     )
+
+
+def full_direct(
+    parts: Mapping[str, Mapping[str, Any]],
+    alpha: float,
+    beats: Mapping[str, bool] | None = None,
+) -> dict[str, Any]:
+    """The full direct baseline from its parts (behaviour and probe, text, cache; each a record
+    with ``p_value`` and ``min_p``): incriminated when any part is at ``alpha / k`` (Bonferroni
+    over the k parts) and beats its margin (``beats[part]``, default True). Its p-value is the
+    Bonferroni-adjusted smallest p of the parts that beat their margins (1 when none does), its
+    statistic -log10 of that p (the evidence an AUROC ranks)."""
+    if not parts:
+        raise ValueError("need at least one part of the direct baseline")
+    k = len(parts)
+    beats = beats or {}
+    ps = [float(p["p_value"]) if beats.get(key, True) else 1.0 for key, p in parts.items()]
+    p = min(1.0, k * min(ps))
+    return {
+        "p_value": p,
+        "min_p": min(1.0, k * min(float(x["min_p"]) for x in parts.values())),
+        "statistic": round(-math.log10(p), 6),
+        "decision": "incriminated" if p <= alpha else "not_incriminated",
+    }
 
 
 def _kind(procedure: str) -> Kind:
