@@ -60,6 +60,7 @@ def test_points_share_their_common_stages_in_one_plan(tmp_path: Path):
     alone = [Plan() for _ in points]
     for p, pl in zip(points, alone, strict=True):
         plan_experiment(pl, p.cfg)
+
     # seeds=2 contains every stage of seeds=1 but the cache read, which pools every cache of
     # its experiment: the merged plan is the larger one plus the smaller one's cache read.
     def nodes(pl: Plan, read: bool = False) -> set[str]:

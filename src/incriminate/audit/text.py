@@ -272,7 +272,7 @@ def two_sample(
         }
         for j in order
     ]
-    return {
+    result: TwoSample = {
         "p_value": (1 + extreme) / (1 + n_perm),
         "min_p": 1 / (1 + n_perm),
         "statistic": round(observed, 6),
@@ -282,8 +282,10 @@ def two_sample(
         "n": n,
         "n_perm": n_perm,
         "top": top,
-        **({"null": np.sort(np.concatenate(nulls)).round(6).tolist()} if keep_null else {}),
     }
+    if keep_null:
+        result["null"] = np.sort(np.concatenate(nulls)).round(6).tolist()
+    return result
 
 
 def p_at_margin(test: Mapping[str, Any], margin: float) -> float:
