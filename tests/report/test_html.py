@@ -395,3 +395,14 @@ def test_schemas_are_the_writers() -> None:
     assert SCHEMAS["bench.json"] == bench_results.SCHEMA
     assert SCHEMAS["sweep.json"] == sweep.SCHEMA
     assert list(SCHEMAS) == ["sweep.json", "bench.json", "results.json"]  # detection order
+
+
+def test_interval_panel_draws_an_interval_that_misses_its_point() -> None:
+    """A bootstrap interval can exclude its point estimate (the levers sweep met one): the plot
+    draws it instead of raising matplotlib's negative-xerr error."""
+    from incriminate.report.html_plots import interval_panel
+
+    svg = str(
+        interval_panel("audit", ["a", "b"], [((0.10, 0.12, 0.30), (0.0, 0.0, 0.0), "p 1")] * 2)
+    )
+    assert "<svg" in svg

@@ -163,7 +163,12 @@ def interval_panel(
         for points, color in ((teacher, U_COLOR), (control, C_COLOR)):
             if points:
                 v = [x for _, (x, _, _) in points]
-                err = [[x - lo for _, (x, lo, _) in points], [hi - x for _, (x, _, hi) in points]]
+                # A bootstrap interval need not contain its point (a skewed rate, a rounded
+                # bound): draw the part of the bar on each side of the point, never a negative.
+                err = [
+                    [max(0.0, x - lo) for _, (x, lo, _) in points],
+                    [max(0.0, hi - x) for _, (x, _, hi) in points],
+                ]
                 ys = [y for y, _ in points]
                 ax.errorbar(v, ys, xerr=err, fmt="o", color=color, ms=4, capsize=2, lw=1.2)
         for y, (_, _, note) in enumerate(rows):
