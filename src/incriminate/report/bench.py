@@ -102,18 +102,19 @@ def _exchangeable(bench: dict[str, Any]) -> list[str]:
     return ["", *lines]
 
 
-def _by_class(bench: dict[str, Any]) -> list[str]:
-    classes = list(dict.fromkeys(c for s in bench["procedures"] for c in s["by_class"]))
+def _class_counts(title: str, note: str, procs: list[dict[str, Any]], key: str) -> list[str]:
+    """A table of k/n per procedure (rows) and class (columns) from each procedure's `key`."""
+    classes = list(dict.fromkeys(c for s in procs for c in s[key]))
     lines = [
-        "## Detection by class",
+        f"## {title}",
         "",
-        "Organisms incriminated / organisms of the class.",
+        note,
         "",
         "| procedure | " + " | ".join(classes) + " |",
         "|---|" + "---|" * len(classes),
     ]
-    for s in bench["procedures"]:
-        cells = [s["by_class"].get(c) for c in classes]
+    for s in procs:
+        cells = [s[key].get(c) for c in classes]
         lines.append(
             f"| {s['procedure']} | "
             + " | ".join("-" if x is None else f"{x['k']}/{x['n']}" for x in cells)
@@ -122,30 +123,22 @@ def _by_class(bench: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _by_class(bench: dict[str, Any]) -> list[str]:
+    note = "Organisms incriminated / organisms of the class."
+    return _class_counts("Detection by class", note, bench["procedures"], "by_class")
+
+
 def _beyond_direct(bench: dict[str, Any]) -> list[str]:
     """Per class, the suspects each procedure catches that the full direct baseline misses."""
     procs = [s for s in bench["procedures"] if s.get("beyond_direct")]
     if not procs:
         return []
-    classes = list(dict.fromkeys(c for s in procs for c in s["beyond_direct"]))
-    lines = [
-        "## Caught beyond the direct baseline",
-        "",
+    note = (
         "Suspects a procedure incriminates that the full direct baseline (`direct`: behavioural "
         "audits and probe, text audit, cache read, on U itself) does not, over the suspects of "
-        "the class: the only catches distillation earns credit for.",
-        "",
-        "| procedure | " + " | ".join(classes) + " |",
-        "|---|" + "---|" * len(classes),
-    ]
-    for s in procs:
-        cells = [s["beyond_direct"].get(c) for c in classes]
-        lines.append(
-            f"| {s['procedure']} | "
-            + " | ".join("-" if x is None else f"{x['k']}/{x['n']}" for x in cells)
-            + " |"
-        )
-    return ["", *lines]
+        "the class: the only catches distillation earns credit for."
+    )
+    return ["", *_class_counts("Caught beyond the direct baseline", note, procs, "beyond_direct")]
 
 
 def _truth_by_class(bench: dict[str, Any]) -> list[str]:
