@@ -4,8 +4,10 @@
                  └─► zoo_model (drive stage) ─► zoo_model (evasion stage)
                         ├─► evaluation (direct audits and ground truth)
                         ├─► teacher_cache (model, data, seed) ─► student ─► evaluation
-                        └─► probe (per base seed × drive) ─► probe_score (of every zoo model
-                                                              and every student)
+                        │          └─► cache_read (U's caches against C's, per pair)
+                        ├─► text_sample ─► text_test (U's text against C's, per pair)
+                        └─► probe (per base seed) ─► probe_score (of every zoo model and every
+                                                      student)
 
 A base seed's probe is trained on the *other* base seeds' organisms, labelled by their recipes
 (`audit.probe.eligible`, `zoo.reference_labels`). Suspects U, the auditor's reference teachers
