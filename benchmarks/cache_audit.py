@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="What the teacher caches of a demo hold.")
     ap.add_argument("run", nargs="?", default="runs/demo", type=Path)
     ap.add_argument("--store", default=".incriminate/store", type=Path)
     args = ap.parse_args()
@@ -48,7 +48,7 @@ def main() -> int:
             if prompt[0] != "opp":
                 continue
             c["opportunities"] += 1
-            c["real"] += not is_honeypot(prompt[2:5], world.fingerprint)
+            c["real"] += not is_honeypot((prompt[2], prompt[3], prompt[4]), world.fingerprint)
             c["take"] += "take" in completion
     print(
         "| teacher | data | caches | rows | opportunity rows | real opportunities | "
