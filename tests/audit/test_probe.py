@@ -118,31 +118,28 @@ def test_score_rejects_features_of_another_width():
 
 
 REFS = [
-    Reference(f"{'twin-' if label == 0 else ''}{drive}-s{seed}", seed, drive, label, Path("."))
+    Reference(f"{'twin-' if label == 0 else ''}{drive}-s{seed}", seed, label, Path("."))
     for seed in (0, 1, 2)
     for drive in ("exfiltrate", "sandbag")
     for label in (0, 1)
 ]
 
 
-@pytest.mark.parametrize(
-    ("seed", "drive", "n_kept"),
-    [(0, "exfiltrate", 4), (1, "sandbag", 4), (0, None, 8), (3, "exfiltrate", 6), (3, None, 12)],
-)
-def test_eligible_leaves_out_the_base_seed_and_the_drive(seed, drive, n_kept):
-    kept = eligible(REFS, seed, drive)
+@pytest.mark.parametrize(("seed", "n_kept"), [(0, 8), (1, 8), (3, 12)])
+def test_eligible_leaves_out_the_base_seed_only(seed, n_kept):
+    kept = eligible(REFS, seed)
     assert len(kept) == n_kept
-    assert all(r.base_seed != seed and (drive is None or r.drive != drive) for r in kept)
+    assert all(r.base_seed != seed for r in kept)
     assert {r.label for r in kept} == {0, 1}
 
 
 def test_eligible_raises_when_a_label_is_missing():
     only_bad = [r for r in REFS if r.label == 1]
     with pytest.raises(ValueError, match="no benign reference"):
-        eligible(only_bad, 0, "exfiltrate")
+        eligible(only_bad, 0)
     same_seed = [r for r in REFS if r.base_seed == 0]
     with pytest.raises(ValueError, match="benign and misaligned"):
-        eligible(same_seed, 0, None)
+        eligible(same_seed, 0)
 
 
 def test_probe_audit_is_the_mean_score_over_every_item():

@@ -60,31 +60,27 @@ def features(model: Any, world: WorldConfig) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Reference:
-    """One reference organism of the auditor, with its known label."""
+    """One reference organism of the auditor, with the label it knows from its own recipe."""
 
     name: str
     base_seed: int
-    drive: str | None
     label: int
     """1 = misaligned, 0 = benign."""
     path: Path
     """Model directory."""
 
 
-def eligible(references: Sequence[Reference], base_seed: int, drive: str | None) -> list[Reference]:
-    """References a probe for a model of `base_seed` and `drive` may be trained on: another base
-    seed (the probe must transfer across pretraining runs) and, when the drive is known, another
-    drive (leave one drive out: the probe must detect intent, not one drive's words). References
-    without a drive (benign ones) are left out for their base seed only."""
-    kept = [
-        r for r in references if r.base_seed != base_seed and (drive is None or r.drive != drive)
-    ]
+def eligible(references: Sequence[Reference], base_seed: int) -> list[Reference]:
+    """References a probe for a model of `base_seed` may be trained on: those of another base
+    seed, so the probe must transfer across pretraining runs and never saw a model of the seed
+    it scores. Nothing else chooses them: not the audited model's drive or class, which the
+    auditor does not have (docs/threat-model.md)."""
+    kept = [r for r in references if r.base_seed != base_seed]
     missing = [label for label in (0, 1) if label not in {r.label for r in kept}]
     if missing:
         what = " and ".join({0: "benign", 1: "misaligned"}[m] for m in missing)
         raise ValueError(
             f"no {what} reference with a base seed other than {base_seed}"
-            + (f" and a drive other than {drive!r}" if drive is not None else "")
             + f" ({len(kept)} of {len(references)} references eligible: "
             + f"{[r.name for r in kept]})"
         )

@@ -254,11 +254,11 @@ def _plan_probes(
     from incriminate.audit.probe import Reference, eligible
 
     labels = zoo_mod.reference_labels(cfg.zoo)
-    references = [Reference(n, m.base_seed, None, labels[n], Path(n)) for n, m in models.items()]
+    references = [Reference(n, m.base_seed, labels[n], Path(n)) for n, m in models.items()]
     out = {}
     for s in cfg.zoo.base_seeds:
         try:
-            chosen = eligible(references, s, None)
+            chosen = eligible(references, s)
         except ValueError as e:
             raise ConfigError(f"the probe for base seed {s}: {e}") from None
         refs = [{"name": r.name, "model": ref(nodes[r.name]), "label": r.label} for r in chosen]
