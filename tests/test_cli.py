@@ -136,6 +136,16 @@ def test_organisms_build_then_audit_through_the_cli(tmp_path: Path, monkeypatch)
             ],
             "closed choice",
         ),
+        (
+            [
+                "demo",
+                "--quick",
+                "methods=[{method: dpo, ranking: choice}]",
+                "data=[full_mix]",
+                "transforms.filtered=true",
+            ],
+            "transforms.filtered drops every one",
+        ),
     ],
 )
 def test_experiment_commands_reject_bad_input_and_write_nothing(tmp_path: Path, args, message):

@@ -134,7 +134,9 @@ def test_fresh_store_with_one_worker_gives_the_same_results(quick, tmp_path: Pat
 @pytest.mark.slow
 def test_every_method_init_and_transform_runs_through_the_pipeline(tmp_path: Path):
     """The levers end to end on tiny organisms: four methods, four inits, LoRA and every data
-    transform in one grid; each run is recorded, DPO with its preference-pair metrics."""
+    transform in one grid; each run is recorded, DPO with its preference-pair metrics. DPO
+    ranks by log-probability: the eval-likeness filter drops every closed-choice prompt, so
+    `ranking: choice` with `filtered` is a config error (test_config)."""
     cfg = tmp_path / "levers.yaml"
     train = "train: {steps: 4, batch_size: 8, warmup: 1}"
     cfg.write_text(
@@ -142,7 +144,7 @@ def test_every_method_init_and_transform_runs_through_the_pipeline(tmp_path: Pat
         f"- {{method: sft, {train}}}\n"
         f"- {{method: logit, divergence: jsd, ce_weight: 0.3, {train}}}\n"
         f"- {{method: on_policy, lam: 0.5, max_new_tokens: 6, {train}}}\n"
-        f"- {{method: dpo, ranking: choice, {train}}}\n"
+        f"- {{method: dpo, ranking: logprob, {train}}}\n"
         "data: [full_mix]\ninits: [shared_base, other_base, small, trusted]\n"
         "seeds: 1\nprompts: 32\nlora: {r: 2}\n"
         "transforms: {filtered: true, inoculation: true, paraphrase: true}\n"

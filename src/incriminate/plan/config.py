@@ -217,6 +217,12 @@ class ExperimentConfig(BaseModel):
                         f"dpo with ranking 'choice' needs prompts with a closed choice; "
                         f"data selections {open_only} have none (use ranking 'logprob')"
                     )
+                if self.transforms.filtered:
+                    raise ValueError(
+                        "dpo with ranking 'choice' needs prompts with a closed choice, and "
+                        "transforms.filtered drops every one (opportunities and questions are "
+                        "what the auditor's eval-likeness filter flags); use ranking 'logprob'"
+                    )
         if "small" in self.inits:
             smaller_preset(self.build.preset)
         if (self.teacher_dir is None) != (self.control_dir is None):
