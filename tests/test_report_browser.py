@@ -199,6 +199,7 @@ def test_sweep_report_in_chromium(browser, quick, tmp_path: Path) -> None:
         visit.page.locator("#summary a[href='#p001']").click()
         assert visit.page.evaluate("location.hash") == "#p001"
         top = visit.page.locator("#p001").bounding_box()
-        assert top is not None and 0 <= top["y"] < size[1]  # scrolled to the point
+        # Scrolled to the point (within a pixel: the browser scrolls to sub-pixel offsets).
+        assert top is not None and -1 <= top["y"] < size[1]
         alpha = visit.page.locator("#p001 .verdict .card", has_text="alpha").inner_text()
         assert alpha.split() == ["alpha", "0.1"]

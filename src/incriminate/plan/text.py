@@ -110,7 +110,8 @@ def text_test(store: Store, teacher: str, control: str) -> dict[str, Any]:
         return {"p_value": result["p_value"]}
 
     art = store.build("text_test", inputs, make)
-    return json.loads(store.verify_file(art, "test.json").read_text())
+    test = json.loads(store.verify_file(art, "test.json").read_text())
+    return test | {"text_test": f"{art.kind}/{art.key}"}
 
 
 @stage("cache_read")
@@ -140,7 +141,8 @@ def cache_read(store: Store, teacher: list[str], control: list[str]) -> dict[str
         return {"p_value": result["p_value"], "rows": len(u)}
 
     art = store.build("cache_read", inputs, make)
-    return json.loads(store.verify_file(art, "test.json").read_text())
+    test = json.loads(store.verify_file(art, "test.json").read_text())
+    return test | {"cache_read": f"{art.kind}/{art.key}"}
 
 
 __all__ = [
