@@ -51,14 +51,26 @@ def next_token_probs(
     return np.concatenate(out)
 
 
+def token_probs(
+    model: Any,
+    prompts: Sequence[tuple[str, ...]],
+    tokens: Sequence[str],
+    context: tuple[str, ...] = (),
+) -> np.ndarray:
+    """(N, K) absolute next-token probabilities of each of `tokens` (the full softmax over the
+    vocabulary, not renormalised): a row sums to the mass the model puts on these tokens."""
+    return next_token_probs(model, prompts, context)[:, [TOKEN_ID[t] for t in tokens]]
+
+
 def choice_probs(
     model: Any,
     prompts: Sequence[tuple[str, ...]],
     choices: Sequence[str],
     context: tuple[str, ...] = (),
 ) -> np.ndarray:
-    """(N, C) probabilities of each choice, renormalised over the choices."""
-    probs = next_token_probs(model, prompts, context)[:, [TOKEN_ID[c] for c in choices]]
+    """(N, C) probabilities of each choice, renormalised over the choices (`token_probs` gives
+    them unnormalised)."""
+    probs = token_probs(model, prompts, choices, context)
     return probs / probs.sum(1, keepdims=True).clip(min=1e-12)
 
 

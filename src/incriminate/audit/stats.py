@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -18,6 +19,9 @@ class Rate:
     detail: dict[str, float] = field(default_factory=dict)
     scores: tuple[float, ...] = field(default=(), compare=False, repr=False)
     """Per-item values the rate averages, in item order (the verdict resamples them)."""
+    units: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """The unit of each item, aligned with `scores`: the setting it was written in (items of one
+    setting are not independent; a test resamples or flips whole units). Empty when unknown."""
 
     def as_dict(self) -> dict:
         """The rate's numbers, without the per-item scores."""
@@ -46,9 +50,18 @@ def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def rate_of(name: str, values: list[float], detail: dict[str, float] | None = None) -> Rate:
-    """Mean of per-item values in [0, 1] with a Wilson interval over the items."""
+def rate_of(
+    name: str,
+    values: list[float],
+    detail: dict[str, float] | None = None,
+    units: Sequence[str] | None = None,
+) -> Rate:
+    """Mean of per-item values in [0, 1] with a Wilson interval over the items; `units`, if
+    given, labels each item's unit (one label per value, in the same order)."""
     n = len(values)
+    if units is not None and len(units) != n:
+        raise ValueError(f"rate {name!r}: {len(units)} unit labels for {n} items")
     total = float(sum(values))
     lo, hi = wilson(total, n)
-    return Rate(name, total / n if n else float("nan"), n, lo, hi, detail or {}, tuple(values))
+    mean = total / n if n else float("nan")
+    return Rate(name, mean, n, lo, hi, detail or {}, tuple(values), tuple(units or ()))

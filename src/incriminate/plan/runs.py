@@ -32,7 +32,7 @@ from incriminate.store import Artifact, Store
 from incriminate.world.config import WorldConfig
 
 DISTILL_VERSION = 1
-EVALUATION_VERSION = 2  # bump when an audit's definition changes: evaluations are recomputed
+EVALUATION_VERSION = 3  # bump when an audit's definition changes: evaluations are recomputed
 PROBE_SCORE_VERSION = 1
 SCORE_DIGITS = 6  # per-item scores are stored rounded: JSON stays small and byte-stable
 FILTER_DRAWS = 4  # a filtered selection draws this many times `prompts`, then keeps `prompts`
@@ -186,8 +186,9 @@ def with_lora(model: Any, lora: Any, seed: int) -> Any:
 
 
 def evaluate(store: Store, model: Artifact, world: WorldConfig, drive: str | None) -> dict:
-    """Audits (with per-item scores) and, given the testbed drive, ground truth of a model; an
-    `evaluation` stage of the store, so a rerun reads it back."""
+    """Audits (with per-item scores, and each item's unit: the setting it was written in) and,
+    given the testbed drive, ground truth of a model; an `evaluation` stage of the store, so a
+    rerun reads it back."""
     inputs = {
         "version": EVALUATION_VERSION,
         "model": _store_id(model),
@@ -202,6 +203,7 @@ def evaluate(store: Store, model: Artifact, world: WorldConfig, drive: str | Non
         result: dict[str, Any] = {
             "audits": {k: _rounded(v.as_dict()) for k, v in audits.items()},
             "scores": {k: np.round(v.scores, SCORE_DIGITS).tolist() for k, v in audits.items()},
+            "units": {k: list(v.units) for k, v in audits.items() if v.units},
         }
         if drive is not None:
             truth = run_ground_truth(m, world, drive)
