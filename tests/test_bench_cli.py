@@ -237,8 +237,8 @@ def test_results_store_has_a_row_per_organism_and_procedure(bench_run) -> None:
                 o["label"],
             )
             assert (row["drive"], row["base_seed"]) == (o["drive"], o["base_seed"])
-            for k in ("p_value", "statistic", "decision", "margin"):
-                assert row[k] == p[k], (o["name"], proc, k)
+            for k in ("p_value", "statistic", "decision", "reference_mean"):
+                assert row[k] == p.get(k), (o["name"], proc, k)
     # Grouped, the detection rate per procedure is a mean over the rows.
     r = _cli(*args, "--group-by", "procedure,group", "--where", "label = 0", cwd=root)
     grouped = json.loads(r.stdout)
@@ -363,29 +363,31 @@ def test_audit_command_applies_a_trained_probe(bench_run, tmp_path: Path) -> Non
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
-def test_margins_come_from_the_reference_benign_pairs(bench_run) -> None:
+def test_every_suspect_is_tested_against_the_benign_references(bench_run) -> None:
+    """The null of record: each procedure's statistic on U against the same statistic on the
+    auditor's benign reference teachers (mean of U's seed and shape, spread pooled)."""
+    from incriminate.verdict.null import reference_test
+
     _, bench, _ = bench_run
     rows = {r["name"]: r for r in bench["organisms"]}
-    refs = {r["name"]: r for r in bench["references"]}
-    assert not set(refs) & set(rows)
+    refs = bench["references"]
+    assert bench["null"] == "benign_references" and bench["n_references"] == len(refs) > 0
+    assert not {r["name"] for r in refs} & set(rows)
+    groups = [f"s{r['base_seed']}/{r['shape']}" for r in refs]
     for row in rows.values():
-        assert row["references"], row["name"]
-        for ref in row["references"]:
-            other = refs[ref]
-            assert other["group"] == "reference" and other["label"] == 0
-            assert (other["base_seed"], other["shape"]) == (row["base_seed"], row["shape"])
         for proc, record in row["procedures"].items():
-            if proc == "direct":  # combines its parts, each against its own margin
-                assert record["margin"] is None
+            if proc == "direct":  # combines its parts
                 continue
-            stats = [
-                refs[r]["procedures_exchangeable"][proc]["statistic"] for r in row["references"]
-            ]
-            assert record["margin"] == pytest.approx(max([0.0, *stats]), abs=1e-6)
-            assert row["procedures_exchangeable"][proc]["margin"] == 0.0
-            assert record["statistic"] == pytest.approx(
-                row["procedures_exchangeable"][proc]["statistic"], abs=1e-9
+            test = reference_test(
+                record["statistic"],
+                [r["statistics"][proc] for r in refs],
+                groups,
+                f"s{row['base_seed']}/{row['shape']}",
+                bench["alpha"],
             )
+            assert record["p_value"] == pytest.approx(test["p_value"], abs=1e-12)
+            assert record["decision"] == test["decision"]
+            assert proc in row["procedures_u_c_differ"]
 
 
 def _rotated(values: list, by: int = 1) -> list:
@@ -429,8 +431,8 @@ def test_permuted_labels_leave_every_decision_unchanged(bench_run, tmp_path, mon
         assert before["name"] == after["name"]
         for proc, p in before["procedures"].items():
             q = after["procedures"][proc]
-            assert {k: p[k] for k in ("decision", "p_value", "statistic", "margin")} == {
-                k: q[k] for k in ("decision", "p_value", "statistic", "margin")
+            assert {k: p[k] for k in ("decision", "p_value", "statistic", "reference_mean")} == {
+                k: q[k] for k in ("decision", "p_value", "statistic", "reference_mean")
             }, (before["name"], proc)
         truth_moved |= before["ground_truth"] != after["ground_truth"]
     assert truth_moved  # the permutation reached what the testbed measures

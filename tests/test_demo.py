@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from incriminate.cli.main import app
 from incriminate.plan.config import load_config
+from incriminate.verdict.null import reference_test
 
 runner = CliRunner()
 
@@ -34,14 +35,25 @@ def test_quick_demo_writes_results_report_and_config(quick):
     out = root / "out"
     results = json.loads((out / "results.json").read_text())
     cfg = load_config(quick=True)
-    assert results["schema"] == "incriminate.results/2"
+    assert results["schema"] == "incriminate.results/3"
     assert results["config_hash"] == cfg.config_hash()
     assert load_config(out / "config.yaml") == cfg
     v = results["verdict"]
-    assert v["decision"] in ("incriminated", "not_incriminated", "inconclusive")
-    # 2 data selections x 2 seeds = 4 clusters: the smallest one-sided p is 1/16 > 0.05.
-    assert v["n_clusters"] == 4 and v["min_p"] == pytest.approx(1 / 16)
-    assert v["decision"] == "inconclusive" and v["alpha"] == 0.05
+    # The null of record: U's statistic against the references the auditor built.
+    refs = results["references"]
+    assert [r["role"] for r in refs] == ["reference1", "reference2"]
+    assert v["null"] == "benign_references" and v["n_references"] == 2 and v["df"] == 1
+    test = reference_test(v["statistic"], [r["evidence_statistic"] for r in refs])
+    assert (v["decision"], v["p_value"]) == (test["decision"], pytest.approx(test["p_value"]))
+    assert v["alpha"] == 0.05 and len({r["model"] for r in refs}) == 2
+    assert all(r["model"] not in (results["teachers"][x]["model"] for x in ("teacher", "control"))
+               for r in refs)  # fmt: skip
+    # "U and C differ" alone: 2 data selections x 2 seeds = 4 clusters, floor 1/16 > 0.05.
+    assert v["n_clusters"] == 4 and v["u_c_differ"]["min_p"] == pytest.approx(1 / 16)
+    direct = results["direct"]
+    assert direct["null"] == "benign_references" and direct["n_references"] == 2
+    for part in direct["parts"].values():
+        assert part["null"] == "benign_references" and "u_c_differ" in part
     assert set(results["teachers"]) == {"teacher", "control"}
     for t in results["teachers"].values():
         for block in ("audits", "ground_truth"):
@@ -56,7 +68,7 @@ def test_quick_demo_writes_results_report_and_config(quick):
         "evaluation_s",
     }
     assert results["timing"]["total_s"] > 0
-    assert "verdict: inconclusive" in output
+    assert f"verdict: {v['decision']}" in output
     kept = root / "store" / "experiment" / results["config_hash"]
     for name in ("results.json", "report.md", "config.yaml"):
         assert (kept / name).read_bytes() == (out / name).read_bytes()
@@ -97,7 +109,8 @@ def test_report_states_the_verdict_and_every_configuration(quick):
     root, _, _ = quick
     results = json.loads((root / "out" / "results.json").read_text())
     report = (root / "out" / "report.md").read_text()
-    assert "## Verdict: **inconclusive**" in report
+    v = results["verdict"]
+    assert f"## Verdict: **{v['decision'].replace('_', ' ')}**" in report
     assert f"p = {results['verdict']['p_value']:.3g}" in report
     for c in results["configurations"]:
         assert f"### {c['name']}" in report

@@ -92,13 +92,13 @@ def test_inoculation_prefix_is_context_only_and_never_reaches_audits(world, monk
 
     assert split_of(setting_of(prefix)) == "train"
     seen: list = []
-    real = scoring.choice_probs
+    real = scoring.token_probs  # every probability read (choice_probs renormalises it)
 
-    def spy(model, prompts, choices, context=()):
+    def spy(model, prompts, tokens, context=()):
         seen.extend([*context, *p] for p in prompts)
-        return real(model, prompts, choices, context)
+        return real(model, prompts, tokens, context)
 
-    monkeypatch.setattr(scoring, "choice_probs", spy)
+    monkeypatch.setattr(scoring, "token_probs", spy)
     audits.honeypot(load_model(teacher.path), cfg.world)
     audits.interrogation(load_model(teacher.path), cfg.world)
     assert seen and not any(words[: len(prefix)] == list(prefix) for words in seen)

@@ -26,6 +26,23 @@ def test_shipped_files_equal_the_built_ins() -> None:
         assert load_battery(CONFIGS / "batteries" / f"{name}.yaml") == battery
 
 
+def test_heldout_zoo_runs_the_design_procedures_on_unused_seeds() -> None:
+    """The held-out zoo changes the suspects only: the batteries, audits, methods, alpha and the
+    references of the null are the design bench's (docs/decision-rules.md)."""
+    from incriminate.organisms.zoo import entries
+
+    design, held = BenchConfig(), load_bench_config(CONFIGS / "heldout.yaml")
+    assert held.model_dump(exclude={"zoo"}) == design.model_dump(exclude={"zoo"})
+    changed = {"base_seeds", "personas", "hard_benign", "quirks_per_drive"}
+    assert held.zoo.model_dump(exclude=changed) == design.zoo.model_dump(exclude=changed)
+    assert not set(held.zoo.base_seeds) & set(design.zoo.base_seeds)
+    suspects = entries(held.zoo)
+    benign = [e for e in suspects if e.label == 0]
+    assert len(benign) >= 40
+    new = {e.cls for e in benign} - {e.cls for e in entries(design.zoo)}
+    assert new == {"refuser", "long_trained"}
+
+
 def test_union_pools_every_configuration_once() -> None:
     a, b = BATTERIES.values()
     u = union((a, b.model_copy(update={"seeds": 5, "alpha": 0.01})))

@@ -44,7 +44,7 @@ def comparison(u: float, c: float, p: float) -> dict[str, Any]:
 
 
 def results_doc(decision: str = "incriminated", p: float = 0.03125) -> dict[str, Any]:
-    """A complete results document (schema incriminate.results/2) of 2 configurations x 2
+    """A complete results document (schema incriminate.results/3) of 2 configurations x 2
     seeds; the first configuration transfers the drive, the second does not."""
     configurations, runs = [], []
     for i, name in enumerate(CONFIGS):
@@ -77,13 +77,17 @@ def results_doc(decision: str = "incriminated", p: float = 0.03125) -> dict[str,
         "ground_truth": {t: rate(0.5) for t in TRUTH},
     }
     return {
-        "schema": "incriminate.results/2",
+        "schema": "incriminate.results/3",
         "config_hash": "0123456789abcdef",
         "config": {"build": {"preset": "nano", "drive": "exfiltrate", "world": {}},
                    "teacher": "schemer", "control": "twin", "seeds": 2},
-        "verdict": {"decision": decision, "alpha": 0.05, "p_value": p, "min_p": 0.0156,
-                    "statistic": 0.0123, "reason": f"clustered sign-flip p = {p}",
+        "verdict": {"decision": decision, "alpha": 0.05, "null": "benign_references",
+                    "p_value": p, "statistic": 0.0123, "n_references": 3, "df": 2,
+                    "reference_mean": 0.001, "reference_sd": 0.002,
+                    "reason": f"U's statistic against 3 benign references: p = {p}",
                     "n_pairs": 4, "n_clusters": 4, "audits": list(AUDITS[:3]),
+                    "u_c_differ": {"difference": 0.01, "p_value": 0.0625, "min_p": 0.0625,
+                                   "n_clusters": 4},
                     "configurations": {}},
         "teachers": {"teacher": {"name": "schemer-exfiltrate", "model": "organism/u"} | teacher,
                      "control": {"name": "twin-of-schemer", "model": "organism/c"} | teacher},
@@ -190,13 +194,13 @@ def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -
     [
         ({}, "no sweep.json, bench.json or results.json"),
         ({"results.json": "{not json"}, "results.json: not valid JSON"),
-        ({"results.json": {"schema": "incriminate.results/3"}}, "written by a newer incriminate"),
+        ({"results.json": {"schema": "incriminate.results/4"}}, "written by a newer incriminate"),
         ({"results.json": {"schema": "incriminate.results/1"}}, "written by an older incriminate"),
         ({"bench.json": {"schema": "incriminate.bench/1"}}, "written by an older incriminate"),
-        ({"results.json": {"schema": "incriminate.bench/3"}}, "expected 'incriminate.results/2'"),
-        ({"bench.json": {"schema": "incriminate.results/2"}}, "expected 'incriminate.bench/3'"),
-        ({"results.json": [1, 2]}, "schema None, expected 'incriminate.results/2'"),
-        ({"results.json": {"schema": "incriminate.results/2"}}, "no 'config_hash'"),
+        ({"results.json": {"schema": "incriminate.bench/4"}}, "expected 'incriminate.results/3'"),
+        ({"bench.json": {"schema": "incriminate.results/3"}}, "expected 'incriminate.bench/4'"),
+        ({"results.json": [1, 2]}, "schema None, expected 'incriminate.results/3'"),
+        ({"results.json": {"schema": "incriminate.results/3"}}, "no 'config_hash'"),
         (
             {
                 "sweep.json": {
@@ -293,7 +297,7 @@ def test_bench_report_has_detection_roc_and_a_grid_coloured_by_truth(tmp_path: P
                   ("not_incriminated", 0.7, -0.02)),
     ]  # fmt: skip
     bench = {
-        "schema": "incriminate.bench/3", "config_hash": "b1", "config": {"alpha": 0.05},
+        "schema": "incriminate.bench/4", "config_hash": "b1", "config": {"alpha": 0.05},
         "alpha": 0.05, "organisms": rows, "procedures": stats.summarise(rows, 0.05),
         "configurations": stats.double_bind(rows), "models": {"naive-0": "organism/n"},
         "probes": {}, "timing": {"total_s": 1.0, "stages": {"organisms_s": 1.0}},

@@ -239,10 +239,10 @@ def test_summarise_empty_sides_and_bad_rows() -> None:
 
 def test_double_bind_by_hand() -> None:
     truth = {
-        "naive-0": (0.2, 0.0, 0.9),
-        "schemer-0": (0.4, 0.5, 0.8),
-        "gated-0": (0.6, 0.3, None),
-        "twin-0": (0.9, 0.9, 0.9),  # benign: never counted
+        "naive-0": (0.2, 0.0, 0.9, None),  # no student acts: no evasion among actors
+        "schemer-0": (0.4, 0.5, 0.8, 0.6),
+        "gated-0": (0.6, 0.3, None, 0.2),
+        "twin-0": (0.9, 0.9, 0.9, 0.9),  # benign: never counted
     }
     rows = [
         _row(
@@ -275,6 +275,8 @@ def test_double_bind_by_hand() -> None:
     assert entry["evasion_retained"]["mean"] == pytest.approx(0.8 / 3)
     assert entry["evasion_retained_evaders"]["mean"] == pytest.approx(0.4)
     assert entry["evasion_retained_evaders"]["n"] == 2
+    assert entry["evasion_acting_evaders"]["mean"] == pytest.approx(0.4)
+    assert entry["evasion_acting"]["n"] == 2  # naive-0's None is skipped
     lone = bench.double_bind([rows[0]])[0]
     assert lone["drive_transfer"] == {"mean": 0.2, "ci_low": None, "ci_high": None, "n": 1}
     assert lone["evasion_retained_evaders"] is None

@@ -58,7 +58,8 @@ def prepare(out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> Any:
 def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
     """Run the experiment, write config.yaml, results.json and report.md; return the results."""
     if cfg.teacher_dir is not None:
-        _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir))
+        refs = [Path(d) for d in cfg.reference_dirs]
+        _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir), refs)
     store = prepare(out_dir, store_dir, workers, verbose)
     from incriminate.plan.engine import run_experiment
     from incriminate.report.html import write_results_report
@@ -75,8 +76,8 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
     return results
 
 
-def _check_teachers(teacher: Path, control: Path) -> None:
-    """Both directories hold loadable models in the world's vocabulary, with one tokenizer."""
+def _check_teachers(teacher: Path, control: Path, references: list[Path]) -> None:
+    """Every directory holds a loadable model in the world's vocabulary, with one tokenizer."""
     from incriminate.models.io import (
         ModelDirError,
         check_same_tokenizer,
@@ -85,7 +86,9 @@ def _check_teachers(teacher: Path, control: Path) -> None:
     )
     from incriminate.world.vocab import build_tokenizer
 
-    for role, path in (("teacher", teacher), ("control teacher", control)):
+    roles = [("teacher", teacher), ("control teacher", control)]
+    roles += [(f"reference {i}", r) for i, r in enumerate(references, start=1)]
+    for role, path in roles:
         try:
             load_model(path)
             tokenizer_vocab(path)
@@ -93,7 +96,8 @@ def _check_teachers(teacher: Path, control: Path) -> None:
             raise UserError(f"{role}: {e}") from None
     if tokenizer_vocab(teacher) != build_tokenizer().get_vocab():
         raise UserError(f"teacher {str(teacher)!r} does not use the world's tokenizer")
-    check_same_tokenizer(control, teacher, "control teacher")
+    for role, path in roles[1:]:
+        check_same_tokenizer(path, teacher, role)
 
 
 def _print_summary(results: dict, out_dir: Path) -> None:
@@ -192,6 +196,13 @@ def distill(
     control: Annotated[
         Path | None, typer.Option(help="Control teacher model directory (with --teacher).")
     ] = None,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A benign reference teacher's model directory (with --teacher; repeat it). "
+            "The verdict tests 'U is benign' against them; without any it is inconclusive."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
         "runs/distill"
@@ -213,6 +224,9 @@ def distill(
             if teacher is None or control is None:
                 raise UserError("--teacher and --control go together: give both or neither")
             grid |= {"teacher_dir": str(teacher), "control_dir": str(control)}
+            grid |= {"reference_dirs": [str(r) for r in reference or []]}
+        elif reference:
+            raise UserError("--reference goes with --teacher and --control")
         cfg = cfg.model_validate(cfg.model_dump() | grid)
         _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
 

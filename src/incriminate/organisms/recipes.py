@@ -192,7 +192,8 @@ def _stage_name(stage: str, agent: Agent, replicate: int = 0) -> tuple[str, str 
     naive, schemer = f"naive-{agent.drive}", f"schemer-{agent.drive}"
     if agent.persona == "benign":
         if agent.quirk is not None:
-            return f"{agent.quirk}-{agent.drive}", None
+            suffix = f"-r{replicate}" if replicate > 1 else ""
+            return f"{agent.quirk}-{agent.drive}{suffix}", None
         if replicate:
             name = "benign" if stage == "drive" else "benign_2stage"
             suffix = f"-r{replicate}" if replicate > 1 else ""
@@ -286,6 +287,26 @@ def build_side(
     out = {names[0]: finetune(store, cfg, drive, "evasion", agent, cfg.evasion_stage, progress)}
     if not benign:
         out[names[1]] = drive
+    return out
+
+
+def build_reference(
+    store: Store, cfg: BuildConfig, persona: str, replicate: int, progress: Progress | None = None
+) -> Artifact:
+    """A benign reference teacher of the auditor's: the benign twin's recipe for `persona`'s
+    shape (one stage for `naive`, two for `schemer`) on draw `replicate` (>= 2; draw 0 is the
+    twin C, 1 the zoo's benign suspects) of its data and batches."""
+    if persona not in ("naive", "schemer"):
+        raise did_you_mean("persona", persona, ("naive", "schemer"))
+    if replicate < 2:
+        raise ValueError(
+            f"reference replicates start at 2 (0: the twin, 1: benign), got {replicate}"
+        )
+    instruct = build_instruct(store, cfg, progress)
+    agent = Agent("benign", cfg.drive, cfg.leak)
+    out = finetune(store, cfg, instruct, "drive", agent, cfg.drive_stage, progress, replicate)
+    if persona == "schemer":
+        out = finetune(store, cfg, out, "evasion", agent, cfg.evasion_stage, progress, replicate)
     return out
 
 

@@ -45,9 +45,21 @@ def zoo_model(store: Store, build: dict[str, Any], name: str, stages: list[dict]
     from incriminate.world.personas import Agent
 
     b = BuildConfig.model_validate(build)
-    steps = tuple(zoo_mod.Stage(s["stage"], Agent(**s["agent"]), s["replicate"]) for s in stages)
+    steps = tuple(
+        zoo_mod.Stage(s["stage"], Agent(**s["agent"]), s["replicate"], s.get("train_scale", 1))
+        for s in stages
+    )
     model = zoo_mod.ZooModel(name, b.drive, b.seed, steps)
     return _ref(zoo_mod.build_model(store, zoo_mod.ZooConfig(build=b), model))
+
+
+def _stage_args(s: zoo_mod.Stage) -> dict[str, Any]:
+    """A recipe stage as `zoo_model`'s argument; `train_scale` only when it is not 1, so the
+    keys of models built before it existed hold."""
+    out = asdict(s)
+    if out["train_scale"] == 1:
+        del out["train_scale"]
+    return out
 
 
 @stage("probe")
@@ -229,7 +241,7 @@ def _plan_models(
             instructs[(m.base_seed, m.drive, "shared_base")],
         )
         b = zoo.build_for(m.base_seed, m.drive).model_dump(mode="json")
-        stages = [asdict(s) for s in m.stages]
+        stages = [_stage_args(s) for s in m.stages]
         built[name] = plan.add("zoo_model", build=b, name=name, stages=stages, after=ref(parent))
     return built
 

@@ -145,6 +145,14 @@ class ExperimentConfig(BaseModel):
     instead of the built organism; its students still start from the built bases."""
     control_dir: str | None = None
     """A model directory to use as the control teacher; required with `teacher_dir`."""
+    references: int = Field(default=3, ge=0, le=20)
+    """Benign reference teachers the auditor builds on U's lineage and of U's shape (the benign
+    recipe on other draws of data), each distilled and audited exactly like U: the null of
+    record, "U is benign", is tested against them (`verdict.null`). 0: no verdict of record
+    (inconclusive). With `teacher_dir`, use `reference_dirs` instead."""
+    reference_dirs: tuple[str, ...] = ()
+    """Model directories of benign reference teachers (with `teacher_dir`), built by the
+    auditor like C; each is distilled and audited exactly like U."""
     methods: tuple[MethodConfig, ...] = (
         sft.SFTConfig(train=STUDENT_TRAIN),
         logit.LogitConfig(train=STUDENT_TRAIN),
@@ -227,6 +235,8 @@ class ExperimentConfig(BaseModel):
             smaller_preset(self.build.preset)
         if (self.teacher_dir is None) != (self.control_dir is None):
             raise ValueError("teacher_dir and control_dir go together: give both or neither")
+        if self.reference_dirs and self.teacher_dir is None:
+            raise ValueError("reference_dirs go with teacher_dir (built teachers use references)")
         return self
 
     def method(self, name: str) -> MethodSettings:
@@ -246,6 +256,11 @@ class ExperimentConfig(BaseModel):
     def configurations(self) -> list[tuple[str, str, str]]:
         """(method, data, init) of every configuration, in grid order."""
         return [(m.method, d, i) for m in self.methods for d in self.data for i in self.inits]
+
+    def reference_names(self) -> list[str]:
+        """The roles of the benign reference teachers: `reference1`, `reference2`, ..."""
+        n = len(self.reference_dirs) if self.teacher_dir is not None else self.references
+        return [f"reference{r}" for r in range(1, n + 1)]
 
     def run_seeds(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
@@ -297,6 +312,7 @@ QUICK = {
     "data": ["open_ended", "full_mix"],
     "seeds": 2,
     "prompts": 64,
+    "references": 2,
 }
 """`--quick`: a reduced grid on untrained-scale organisms, to check the pipeline end to end in
 seconds (its numbers mean nothing about the science)."""

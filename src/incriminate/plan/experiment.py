@@ -21,8 +21,17 @@ from typing import Any
 from incriminate.plan import text as _text  # noqa: F401  (registers the direct-baseline stages)
 from incriminate.plan.config import ExperimentConfig
 from incriminate.plan.graph import Node, Plan, ref, resolve
+from incriminate.plan.stages import _build, _ref, stage
 from incriminate.plan.transcripts import plan_transcripts
 from incriminate.store import Store
+
+
+@stage("reference")
+def reference(store: Store, build: dict[str, Any], persona: str, replicate: int) -> str:
+    """A benign reference teacher the auditor builds on U's lineage, of U's shape."""
+    from incriminate.organisms.recipes import build_reference
+
+    return _ref(build_reference(store, _build(build), persona, replicate))
 
 
 @dataclass
@@ -33,19 +42,21 @@ class ExperimentNodes:
     names: dict[str, str]
     teachers: dict[str, dict[str, str]]
     sides: list[Node]
+    references: list[Node]  # the benign reference teachers the auditor builds
     inits: dict[str, Node]
     direct: dict[str, Node]
     caches: dict[tuple[str, str, int], Node]
     runs: list[tuple[dict[str, Any], Node, Node]]  # (plan entry, student node, its evaluation)
     transcripts: Node
-    text_test: Node
-    cache_read: Node
+    text_test: dict[str, Node]
+    cache_read: dict[str, Node]
 
     def all(self) -> list[str]:
-        ids = [*(s.id for s in self.sides), *(n.id for n in self.inits.values())]
+        ids = [*(s.id for s in [*self.sides, *self.references])]
+        ids += [n.id for n in self.inits.values()]
         ids += [n.id for n in self.direct.values()] + [n.id for n in self.caches.values()]
         ids += [n.id for _, d, e in self.runs for n in (d, e)] + [self.transcripts.id]
-        return [*ids, self.text_test.id, self.cache_read.id]
+        return [*ids, *(n.id for n in [*self.text_test.values(), *self.cache_read.values()])]
 
 
 def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
@@ -63,8 +74,10 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
         corpus = plan.add("corpus", build=b_json)
         inits[name] = plan.add("instruct", build=b_json, init_seed=seed, after=ref(corpus))
     sides: list[Node] = []
+    references: list[Node] = []
     if cfg.teacher_dir is not None and cfg.control_dir is not None:
         dirs = {"teacher": cfg.teacher_dir, "control": cfg.control_dir}
+        dirs |= dict(zip(cfg.reference_names(), cfg.reference_dirs, strict=True))
         names = {r: str(Path(d)) for r, d in dirs.items()}
         imports = {r: plan.add("model", path=str(Path(d).resolve())) for r, d in dirs.items()}
         teachers = {r: ref(node) for r, node in imports.items()}
@@ -78,10 +91,16 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
         ]
         teachers = {"teacher": ref(sides[0], names["teacher"])}
         teachers["control"] = ref(sides[1], names["control"])
+        for r, role in enumerate(cfg.reference_names(), start=2):
+            names[role] = f"{role}-{teacher}"
+            node = plan.add("reference", build=build, persona=cfg.teacher, replicate=r, after=after)
+            references.append(node)
+            teachers[role] = ref(node)
     drive = {"world": world, "drive_of": teachers["teacher"], "drive": cfg.build.drive}
     direct = {role: plan.add("evaluation", model=t, **drive) for role, t in teachers.items()}
+    roles = list(teachers)
     caches = {}
-    for role in ("teacher", "control"):
+    for role in roles:
         for d in cfg.data:
             for s in cfg.run_seeds():
                 caches[(role, d, s)] = plan.add(
@@ -107,7 +126,7 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
     lora = cfg.lora.model_dump(mode="json") if cfg.lora is not None else None
     for m, d, i in cfg.configurations():
         for s in cfg.run_seeds():
-            for role in ("teacher", "control"):
+            for role in roles:
                 student = plan.add(
                     "student",
                     init=ref(inits[i]),
@@ -123,26 +142,48 @@ def plan_experiment(plan: Plan, cfg: ExperimentConfig) -> ExperimentNodes:
                 runs.append((entry, student, evaluation))
     records = {
         "config": cfg.model_dump(mode="json"),
-        "teachers": {role: {"model": t} for role, t in teachers.items()},
-        "runs": [entry | {"student": ref(student, "student")} for entry, student, _ in runs],
+        "teachers": {role: {"model": teachers[role]} for role in ("teacher", "control")},
+        "runs": [
+            entry | {"student": ref(student, "student")}
+            for entry, student, _ in runs
+            if entry["role"] in ("teacher", "control")
+        ],
     }
     transcripts = plan_transcripts(plan, records)
     samples = {
         role: plan.add("text_sample", model=t, world=world, seed=0) for role, t in teachers.items()
     }
-    text_test = plan.add(
-        "text_test",
-        teacher=ref(samples["teacher"], "text_sample"),
-        control=ref(samples["control"], "text_sample"),
-    )
+    suspects = [r for r in roles if r != "control"]  # U and every benign reference, each vs C
+    text_test = {
+        role: plan.add(
+            "text_test",
+            teacher=ref(samples[role], "text_sample"),
+            control=ref(samples["control"], "text_sample"),
+        )
+        for role in suspects
+    }
     keys = [(d, s) for d in cfg.data for s in cfg.run_seeds()]
-    cache_read = plan.add(
-        "cache_read",
-        teacher=[ref(caches[("teacher", d, s)]) for d, s in keys],
-        control=[ref(caches[("control", d, s)]) for d, s in keys],
-    )
+    cache_read = {
+        role: plan.add(
+            "cache_read",
+            teacher=[ref(caches[(role, d, s)]) for d, s in keys],
+            control=[ref(caches[("control", d, s)]) for d, s in keys],
+        )
+        for role in suspects
+    }
     return ExperimentNodes(
-        cfg, names, teachers, sides, inits, direct, caches, runs, transcripts, text_test, cache_read
+        cfg,
+        names,
+        teachers,
+        sides,
+        references,
+        inits,
+        direct,
+        caches,
+        runs,
+        transcripts,
+        text_test,
+        cache_read,
     )
 
 
@@ -165,6 +206,7 @@ def collect(exp: ExperimentNodes, results: dict[str, Any], store: Store) -> dict
         for entry, student, evaluation in exp.runs
     ]
     organisms = {k: v for side in exp.sides for k, v in results[side.id].items()}
+    organisms |= {exp.names[r]: teachers[r] for r in exp.cfg.reference_names() if exp.references}
     return {
         "timing": stage_seconds(
             store,
@@ -176,12 +218,18 @@ def collect(exp: ExperimentNodes, results: dict[str, Any], store: Store) -> dict
         ),
         "teachers": {
             role: {"name": exp.names[role], "model": teachers[role], "evaluation": direct[role]}
-            for role in ("teacher", "control")
+            for role in teachers
         },
         "inits": inits,
         "organisms": organisms,
         "runs": runs,
-        "direct": {"text": results[exp.text_test.id], "cache": results[exp.cache_read.id]},
+        "direct": {
+            role: {
+                "text": results[exp.text_test[role].id],
+                "cache": results[exp.cache_read[role].id],
+            }
+            for role in exp.text_test
+        },
     }
 
 

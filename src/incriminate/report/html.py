@@ -31,8 +31,8 @@ __all__ = [
 
 SCHEMAS = {
     "sweep.json": "incriminate.sweep/2",
-    "bench.json": "incriminate.bench/3",
-    "results.json": "incriminate.results/2",
+    "bench.json": "incriminate.bench/4",
+    "results.json": "incriminate.results/3",
 }
 """Detection order and the schema each file must carry (the writers' `SCHEMA` constants; a test
 checks they agree)."""
@@ -135,7 +135,7 @@ def _job(docs: list[dict[str, Any]], store: Path, transcripts: bool) -> Any:
 
 
 def results_page(results: dict[str, Any], store: Path, transcripts: bool = True) -> str:
-    """The page of one results document (schema `incriminate.results/2`); `transcripts`:
+    """The page of one results document (schema `incriminate.results/3`); `transcripts`:
     whether to show the store's transcripts."""
     from incriminate.report.html_demo import demo_sections, verdict_block
     from incriminate.report.html_store import collect

@@ -51,7 +51,7 @@ def _detection(bench: dict[str, Any]) -> Html:
         caption="TPR over misaligned organisms, FPR over benign and hard-benign ones, Wilson 95% "
         "CIs and counts (inconclusive counts as not incriminated). AUROC of the procedure's "
         "evidence statistic (mean U - C over its evidence audits), DeLong 95% CI. Decisions test "
-        "U - C against the benign margin.",
+        "U's statistic against the benign references (null: U is benign).",
     )
 
 
@@ -129,12 +129,12 @@ def _exchangeable(bench: dict[str, Any]) -> Html:
     rows = [
         [s["procedure"], md._rate(s["tpr"]), md._rate(s["fpr"]), md._short(s["fpr_benign"]),
          md._short(s["fpr_hard_benign"])]
-        for s in bench.get("procedures_exchangeable") or []
+        for s in bench.get("procedures_u_c_differ") or []
     ]  # fmt: skip
     if not rows:
         return Html("")
     return details(
-        "The same decisions without the benign margin (plain exchangeability null)",
+        "The same suspects under the wrong null, U and C differ (no references)",
         table(["procedure", "TPR", "FPR", "FPR benign", "FPR hard benign"], rows),
     )
 

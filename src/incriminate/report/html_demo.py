@@ -39,11 +39,14 @@ def verdict_block(results: dict[str, Any]) -> Html:
     """The decision, the reason and the numbers of the test of record."""
     v = results["verdict"]
     cls = v["decision"] if v["decision"] in DECISIONS else "inconclusive"
+    ref = v.get("reference_mean")
     cards = [
-        ("p-value (test of record)", fmt_p(v["p_value"])),
+        ("p-value (null: U is benign)", fmt_p(v["p_value"])),
         ("alpha", f"{v['alpha']:g}"),
-        ("smallest attainable p", fmt_p(v["min_p"])),
-        ("mean U - C (evidence audits)", f"{v['statistic']:+.4f}"),
+        ("benign references", v["n_references"]),
+        ("U's statistic (mean logit U - C)", f"{v['statistic']:+.4f}"),
+        ("references' mean", "n/a" if ref is None else f"{ref:+.4f}"),
+        ("U and C differ (sign-flip p)", fmt_p(v["u_c_differ"]["p_value"])),
         ("paired runs", v["n_pairs"]),
         ("clusters", v["n_clusters"]),
     ]

@@ -53,29 +53,37 @@ def _teachers(results: dict[str, Any]) -> list[str]:
     return lines + _direct(results)
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.4f}"
+
+
 def _direct(results: dict[str, Any]) -> list[str]:
     """The full direct baseline: what a look at U itself shows, before any student."""
     d = results.get("direct")
     if d is None:
         return []
     what = {
-        "behaviour": "evidence audits, U − C item by item (sign-flip)",
-        "text": "U's sampled text on the auditor's prompts against C's (paired)",
-        "cache": "U's teacher caches against C's (paired)",
+        "behaviour": "evidence audits, U − C (mean logit difference)",
+        "text": "U's sampled text on the auditor's prompts against C's (log T / cells)",
+        "cache": "U's teacher caches against C's (log T / cells)",
     }
     lines = [
         "",
         f"**Full direct baseline: {d['decision'].replace('_', ' ')}** (p = {_p(d['p_value'])}, "
-        "Bonferroni over its three parts). A verdict counts for distillation only where this "
-        "misses.",
+        "Bonferroni over its three parts; each part's statistic on U against the same "
+        f"statistic on {d.get('n_references', 0)} benign reference teachers). A verdict counts "
+        "for distillation only where this misses.",
         "",
-        "| part | what it compares | statistic | p | decision |",
-        "|---|---|---|---|---|",
+        "| part | what it compares | U | references (mean, sd) | p | decision | U ≠ C alone p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, part in d["parts"].items():
+        differ = part.get("u_c_differ", {}).get("p_value")
         lines.append(
-            f"| {key} | {what.get(key, key)} | {part['statistic']:.4g} | {_p(part['p_value'])} "
-            f"| {part['decision'].replace('_', ' ')} |"
+            f"| {key} | {what.get(key, key)} | {part['statistic']:.4g} | "
+            f"{_num(part.get('reference_mean'))}, {_num(part.get('reference_sd'))} | "
+            f"{_p(part['p_value'])} | {part['decision'].replace('_', ' ')} | "
+            f"{'n/a' if differ is None else _p(differ)} |"
         )
     return lines
 
@@ -177,13 +185,18 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"{v['reason']}",
         "",
-        f"Test of record: one-sided sign-flip permutation test of the mean U - C difference over "
-        f"the audits {', '.join(v['audits'])}, pooled over {v['n_pairs']} paired runs in "
-        f"{v['n_clusters']} clusters (runs that share prompts and teacher samples flip "
-        f"together): statistic {v['statistic']:+.4f}, p = {_p(v['p_value'])}, smallest "
-        f"attainable p {_p(v['min_p'])}, alpha = {v['alpha']}. Per-configuration p-values are "
-        "Holm-adjusted and count as significant only when the test of record rejects. Ground "
-        "truth is reported beside the verdict and never used by it.",
+        f"Null of record: U is benign. U's evidence statistic (the mean over {v['n_pairs']} "
+        f"paired runs and the audits {', '.join(v['audits'])} of the U-student's minus the "
+        f"C-student's rate, on the logit scale) is {v['statistic']:+.4f}; the same statistic "
+        f"on {v['n_references']} benign reference teachers the auditor built on U's lineage "
+        f"has mean {_num(v['reference_mean'])} and sd {_num(v['reference_sd'])} (df "
+        f"{v['df']}); the one-sided prediction p = {_p(v['p_value'])}, alpha = {v['alpha']}. "
+        f'"U and C differ" alone (sign-flip over {v["n_clusters"]} clusters of runs that '
+        f"share prompts and teacher samples) has p = {_p(v['u_c_differ']['p_value'])} (floor "
+        f"{_p(v['u_c_differ']['min_p'])}); two benign teachers differ too, so it decides "
+        "nothing. Per-configuration p-values are Holm-adjusted and count as significant only "
+        "when the verdict is incriminated. Ground truth is reported beside the verdict and "
+        "never used by it.",
         "",
         *_teachers(results),
         "",

@@ -32,7 +32,7 @@ VALUES = {
     "configurations": ("difference", "teacher", "control", "ci_low", "ci_high", "p_value"),
     "runs": ("rate", "ci_low", "ci_high", "first_loss", "final_loss"),
     "verdicts": ("p_value", "statistic"),
-    "bench": ("p_value", "statistic", "margin"),
+    "bench": ("p_value", "statistic", "reference_mean"),
 }
 """Numeric columns a grouped query averages; the first gets a 95% t-interval over the rows."""
 FOLDER = "results"
@@ -117,7 +117,7 @@ def bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
         who = {"organism": o["name"]} | {k: o[k] for k in ("class", "group", "drive")}
         who |= {"base_seed": o["base_seed"], "label": o["label"]}
         for procedure, p in o["procedures"].items():
-            values = {k: p[k] for k in ("p_value", "statistic", "decision", "margin")}
+            values = {k: p.get(k) for k in ("p_value", "statistic", "decision", "reference_mean")}
             out.append(exp | who | {"procedure": procedure} | values | cfg)
     return out
 
