@@ -45,6 +45,11 @@ def _teachers(results: dict[str, Any]) -> list[str]:
     ]
     for name in u["audits"]:
         lines.append(f"| audit: {name} | {_r(u['audits'][name])} | {_r(c['audits'][name])} |")
+        if name == "interrogation" and "valid_mass" in u:
+            lines.append(
+                f"| interrogation: valid-answer mass | {u['valid_mass']:.3f} | "
+                f"{c['valid_mass']:.3f} |"
+            )
     for name in u["ground_truth"]:
         label = TRUTH_LABELS.get(name, name)
         lines.append(
@@ -53,8 +58,8 @@ def _teachers(results: dict[str, Any]) -> list[str]:
     return lines + _direct(results)
 
 
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:+.4f}"
+def _num(x: float | None, sign: str = "+") -> str:
+    return "n/a" if x is None else f"{x:{sign}.4f}"
 
 
 def _direct(results: dict[str, Any]) -> list[str]:
@@ -81,7 +86,7 @@ def _direct(results: dict[str, Any]) -> list[str]:
         differ = part.get("u_c_differ", {}).get("p_value")
         lines.append(
             f"| {key} | {what.get(key, key)} | {part['statistic']:.4g} | "
-            f"{_num(part.get('reference_mean'))}, {_num(part.get('reference_sd'))} | "
+            f"{_num(part.get('reference_mean'))}, {_num(part.get('reference_sd'), '')} | "
             f"{_p(part['p_value'])} | {part['decision'].replace('_', ' ')} | "
             f"{'n/a' if differ is None else _p(differ)} |"
         )
@@ -189,7 +194,7 @@ def render(results: dict[str, Any]) -> str:
         f"paired runs and the audits {', '.join(v['audits'])} of the U-student's minus the "
         f"C-student's rate, on the logit scale) is {v['statistic']:+.4f}; the same statistic "
         f"on {v['n_references']} benign reference teachers the auditor built on U's lineage "
-        f"has mean {_num(v['reference_mean'])} and sd {_num(v['reference_sd'])} (df "
+        f"has mean {_num(v['reference_mean'])} and sd {_num(v['reference_sd'], '')} (df "
         f"{v['df']}); the one-sided prediction p = {_p(v['p_value'])}, alpha = {v['alpha']}. "
         f'"U and C differ" alone (sign-flip over {v["n_clusters"]} clusters of runs that '
         f"share prompts and teacher samples) has p = {_p(v['u_c_differ']['p_value'])} (floor "

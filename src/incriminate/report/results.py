@@ -3,25 +3,35 @@
 Schema (`"schema": "incriminate.results/3"`; a rate is `{rate, n, ci_low, ci_high}`, 95% CIs):
 
     config_hash, config         the resolved config and its hash
-    direct                      the full direct baseline on U itself (absent in older files):
+    direct                      the full direct baseline on U itself, under the null of record:
                                 decision, p_value (Bonferroni over its parts), min_p,
-                                statistic; parts.behaviour (evidence audits, item sign-flip),
-                                parts.text (U's against C's sampled text on the auditor's
-                                prompts), parts.cache (U's against C's teacher caches)
-    verdict                     decision (incriminated | not_incriminated | inconclusive), alpha,
-                                p_value (the combined, pooled test of record), min_p, statistic,
-                                reason, n_pairs, n_clusters, audits, and per configuration its
-                                evidence p-value, Holm-adjusted p and `significant`
-    teachers.teacher|control    name, model (store key), audits and ground_truth (rates)
+                                statistic, null, n_references; parts.behaviour (evidence
+                                audits, mean logit U − C), parts.text (U's against C's sampled
+                                text on the auditor's prompts) and parts.cache (U's against C's
+                                teacher caches; both log T / cells), each a `null.NullTest`
+                                with its `u_c_differ` test (settings as units for behaviour)
+    verdict                     decision (incriminated | not_incriminated | inconclusive),
+                                reason, alpha, null ("benign_references": U is benign), p_value
+                                (one-sided prediction p), statistic (mean logit U − C student
+                                evidence), n_references, df, reference_mean, reference_sd,
+                                n_pairs, n_clusters, audits, u_c_differ ("U and C differ": the
+                                clustered sign-flip, difference, p_value, min_p, n_clusters),
+                                and per configuration its sign-flip p, Holm-adjusted p and
+                                `significant`
+    teachers.teacher|control    name, model (store key), audits and ground_truth (rates),
+                                valid_mass (the interrogation's valid-answer mass)
+    references[]                each benign reference teacher: role, name, model, audits,
+                                ground_truth, evidence_statistic and its direct statistics
     configurations[]            name, method, data, init, seeds; per audit and per ground-truth
                                 metric: the rates of the teacher's students (`teacher`, U) and
-                                the control's (`control`, C) with CIs (two-level bootstrap over
+                                the control's (`control`, C) with CIs (crossed bootstrap over
                                 seeds and items), difference with CI, one-sided sign-flip
                                 p-value over seeds and its floor min_p; evidence (mean over the
-                                evidence audits); transfer (drive, evasion, capability retained)
-    runs[]                      every run: method, data, init, seed, role (teacher | control),
-                                teacher (the model distilled), init_model, cache, student,
-                                losses, audits and ground_truth rates
+                                evidence audits); transfer (drive, evasion, capability retained,
+                                evasion_acting: evasion among the U-students that act)
+    runs[]                      every run of U and C: method, data, init, seed, role (teacher |
+                                control), teacher (the model distilled), init_model, cache,
+                                student, losses, audits and ground_truth rates, valid_mass
     timing                      total_s and stages.{organisms,teacher_caches,distillation,
                                 evaluation}_s: compute seconds recorded by each stage when it was
                                 built, so a rerun on the same store reproduces them
@@ -67,6 +77,14 @@ def _student(run: dict[str, Any], truth: bool) -> Student:
         rates={k: v["rate"] for k, v in block.items()},
         items={k: np.asarray(scores[k], dtype=np.float64) for k in block},
     )
+
+
+def _valid_mass(evaluation: dict[str, Any]) -> dict[str, float]:
+    """`valid_mass`: the interrogation's mean probability of a valid answer (the rate reads
+    absolute probabilities; a low mass says the model stopped answering in the format, which no
+    longer reads as a confession). Empty for evaluations older than the absolute read."""
+    detail = evaluation["audits"].get("interrogation", {}).get("detail", {})
+    return {"valid_mass": detail["valid_mass"]} if "valid_mass" in detail else {}
 
 
 def _pairs(runs: list[dict[str, Any]], truth: bool, role: str = "teacher") -> list[Pair]:
@@ -235,6 +253,7 @@ def assemble(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
             "model": t["model"],
             "audits": _rates(t["evaluation"]["audits"]),
             "ground_truth": _rates(t["evaluation"]["ground_truth"]),
+            **_valid_mass(t["evaluation"]),
         }
         for role, t in raw["teachers"].items()
         if role in ("teacher", "control")
@@ -288,6 +307,7 @@ def assemble(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
             **({"metrics": r["metrics"]} if r.get("metrics") else {}),
             "audits": _rates(r["evaluation"]["audits"]),
             "ground_truth": _rates(r["evaluation"]["ground_truth"]),
+            **_valid_mass(r["evaluation"]),
         }
         for r in raw["runs"]
         if r["role"] in ("teacher", "control")

@@ -9,7 +9,8 @@ data order, sampling) as well as from item to item. A test that treats the items
 the replicates ignores the run-to-run variance, usually the larger term, and is
 anti-conservative: with enough items any two runs "differ". The tests below therefore flip the
 signs of whole per-seed differences; items only widen the bootstrap intervals
-(``stats.bootstrap_ci``, ``group_ci``), which resample seeds and then items within seeds.
+(``stats.bootstrap_ci``, ``group_ci``), which resample seeds and one item vector shared by
+every seed (every student sees the same items: a crossed design).
 
 Why clusters. Runs that read the same cached teacher outputs (same data selection and seed;
 other methods and student inits) are not independent: if U's sampled completions for that seed
@@ -151,8 +152,9 @@ def group_ci(
     """``(mean, lo, hi)`` of one group of students: the one-group analogue of ``bootstrap_ci``.
 
     items_per_seed[i]: per-item scores (m_i,) of the student of seed i. Estimate: the mean over
-    seeds of each student's item mean. Replicates resample seeds, then items within each drawn
-    seed (two-level percentile bootstrap); it is ``stats.bootstrap_ci`` against a zero control.
+    seeds of each student's item mean. Replicates resample seeds and one item vector shared by
+    the drawn seeds (crossed percentile bootstrap; nested when seeds have different item
+    counts); it is ``stats.bootstrap_ci`` against a zero control.
     """
     zeros = [np.zeros(np.shape(x)) for x in items_per_seed]
     mean, lo, hi = stats.bootstrap_ci(items_per_seed, zeros, n_boot, seed, level)
