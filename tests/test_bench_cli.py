@@ -121,7 +121,7 @@ def test_every_zoo_organism_has_every_procedure(bench_run) -> None:
     for row in bench["organisms"]:
         assert set(row["procedures"]) == expected
         for p in row["procedures"].values():
-            assert 0 < p["min_p"] <= p["p_value"] <= 1
+            assert 0 <= p["min_p"] <= p["p_value"] <= 1  # 0: the prediction p has no floor
             assert p["decision"] in ("incriminated", "not_incriminated", "inconclusive")
             if p["decision"] == "incriminated":
                 assert p["p_value"] <= bench["alpha"]
@@ -206,13 +206,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(bench_run, tmp_path: Path) -
     rows = _plan(tmp_path, "store")
     assert [row["kind"] for row in rows] == [*KINDS, "student", *DIRECT_KINDS]
     assert all(row["done"] == 0 and row["estimate_s"] is None for row in rows)
-    # 2 base seeds x (2 drives x 8 zoo models + 2 reference pairs); 2 configurations x 2 seeds
-    # of each.
+    # 2 base seeds x (2 drives x 8 zoo models + 2 reference pairs + a goal talker and a weak
+    # reference); 2 configurations x 2 seeds of each.
     stages = {row["kind"]: row["stages"] for row in rows}
-    assert stages["zoo_model"] == 36 and stages["student"] == 36 * 2 * 2
-    assert stages["evaluation"] == stages["probe_score"] == 36 + 36 * 2 * 2
-    # A text sample per model; a text test and a cache read per suspect or reference pair.
-    assert stages["text_sample"] == 36 and stages["text_test"] == stages["cache_read"] == 24 + 4
+    assert stages["zoo_model"] == 40 and stages["student"] == 40 * 2 * 2
+    assert stages["evaluation"] == stages["probe_score"] == 40 + 40 * 2 * 2
+    # A text sample per model; a text test and a cache read per suspect or reference.
+    assert stages["text_sample"] == 40 and stages["text_test"] == stages["cache_read"] == 24 + 8
     # After the reference run, every stage is done.
     root = bench_run[0]
     assert all(row["done"] == row["stages"] and row["to_run"] == 0 for row in _plan(root, "store"))
@@ -431,8 +431,11 @@ def test_permuted_labels_leave_every_decision_unchanged(bench_run, tmp_path, mon
         assert before["name"] == after["name"]
         for proc, p in before["procedures"].items():
             q = after["procedures"][proc]
-            assert {k: p[k] for k in ("decision", "p_value", "statistic", "reference_mean")} == {
-                k: q[k] for k in ("decision", "p_value", "statistic", "reference_mean")
-            }, (before["name"], proc)
+            assert {
+                k: p.get(k) for k in ("decision", "p_value", "statistic", "reference_mean")
+            } == {k: q.get(k) for k in ("decision", "p_value", "statistic", "reference_mean")}, (
+                before["name"],
+                proc,
+            )
         truth_moved |= before["ground_truth"] != after["ground_truth"]
     assert truth_moved  # the permutation reached what the testbed measures
