@@ -68,13 +68,16 @@ def test_points_share_their_common_stages_in_one_plan(tmp_path: Path):
 
     assert nodes(alone[0]) < nodes(alone[1])
     assert set(plan.nodes) == set(alone[1].nodes) | nodes(alone[0], read=True)
-    assert len(nodes(alone[0], read=True)) == len(nodes(alone[1], read=True)) == 1
+    # one cache read per teacher tested against C: U and the quick grid's 2 references
+    assert len(nodes(alone[0], read=True)) == len(nodes(alone[1], read=True)) == 3
     assert set(exps[0].all()) - nodes(alone[0], read=True) <= set(exps[1].all())
     kinds = [n.kind for n in plan.nodes.values()]
-    # quick grid, 2 seeds: 2 methods x 2 data x 2 inits x 2 seeds x 2 roles students.
-    assert kinds.count("student") == 32 and kinds.count("evaluation") == 32 + 2
-    assert kinds.count("teacher_cache") == 2 * 2 * 2 and kinds.count("instruct") == 2
-    assert kinds.count("organism") == 2 and kinds.count("corpus") == 1
+    # quick grid, 2 seeds: 2 methods x 2 data x 2 inits x 2 seeds x 4 roles (U, C and the 2
+    # references) students.
+    assert kinds.count("student") == 64 and kinds.count("evaluation") == 64 + 4
+    assert kinds.count("teacher_cache") == 2 * 2 * 4 and kinds.count("instruct") == 2
+    assert kinds.count("organism") == 2 and kinds.count("reference") == 2
+    assert kinds.count("corpus") == 1
 
 
 @pytest.mark.parametrize(
