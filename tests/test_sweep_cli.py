@@ -81,16 +81,18 @@ def test_the_sweep_writes_every_point(reference) -> None:
         all(p["status"] == "done" and p["verdict"] for p in doc["points"]) and not doc["failures"]
     )
     # The two teachers share the corpus, the base and its instruct checkpoint: built once.
+    # Each point also has the quick grid's 2 benign references, distilled and audited like U.
     assert doc["stages"] == {
-        "cache_read": 2,
+        "cache_read": 6,
         "corpus": 1,
-        "evaluation": 8,
+        "evaluation": 16,
         "instruct": 1,
         "organism": 4,
-        "student": 4,
-        "teacher_cache": 4,
-        "text_sample": 4,
-        "text_test": 2,
+        "reference": 4,
+        "student": 8,
+        "teacher_cache": 8,
+        "text_sample": 8,
+        "text_test": 6,
         "transcripts": 2,
     }
     for p in doc["points"]:
@@ -192,7 +194,8 @@ def test_a_failing_stage_fails_its_dependants_and_the_sweep_goes_on(reference) -
     assert proc.wait(timeout=900) == 1
     console = (root / "fail.console").read_text()
     doc = json.loads((root / "fail" / "sweep.json").read_text())
-    assert [f["stage"].split("/")[0] for f in doc["failures"]] == ["student"] * 4
+    # 4 students per point: U's, C's and the 2 references'
+    assert [f["stage"].split("/")[0] for f in doc["failures"]] == ["student"] * 8
     for f in doc["failures"]:
         assert f["stage"].split("/")[1] in console and "failed" in console
         assert "Traceback" in (root / "fail" / f["log"]).read_text()
@@ -202,8 +205,8 @@ def test_a_failing_stage_fails_its_dependants_and_the_sweep_goes_on(reference) -
     # baseline's text samples, text tests and cache reads.
     done = [json.loads(p.read_text())["kind"] for p in (store / "nodes").glob("*.json")]
     assert Counter(done) == Counter(
-        {"corpus": 1, "instruct": 1, "organism": 4, "evaluation": 4, "teacher_cache": 4}
-        | {"text_sample": 4, "text_test": 2, "cache_read": 2}
+        {"corpus": 1, "instruct": 1, "organism": 4, "reference": 4, "evaluation": 8}
+        | {"teacher_cache": 8, "text_sample": 8, "text_test": 6, "cache_read": 6}
     )
 
 
