@@ -210,8 +210,6 @@ def _procedures(
         }
     parts = {k: out[k] for k in DIRECT_PARTS}
     direct = full_direct(parts, cfg.alpha)
-    if all(p["decision"] == "inconclusive" for p in parts.values()):
-        direct["decision"] = "inconclusive"
     return {"direct": direct} | out
 
 

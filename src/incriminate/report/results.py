@@ -219,8 +219,6 @@ def _direct(cfg: ExperimentConfig, raw: dict[str, Any]) -> dict[str, Any]:
         test = reference_test(x, [r[key] for r in refs], alpha=cfg.alpha)
         parts[key] = dict(test) | {"min_p": 0.0, "u_c_differ": differ[key]}
     out = full_direct(parts, cfg.alpha) | {"parts": parts, "null": NULL, "n_references": len(refs)}
-    if all(p["decision"] == "inconclusive" for p in parts.values()):
-        out["decision"] = "inconclusive"
     return out
 
 

@@ -355,18 +355,22 @@ def full_direct(
     with ``p_value`` and ``min_p``): incriminated when any part is at ``alpha / k`` (Bonferroni
     over the k parts) and beats its margin (``beats[part]``, default True). Its p-value is the
     Bonferroni-adjusted smallest p of the parts that beat their margins (1 when none does), its
-    statistic -log10 of that p (the evidence an AUROC ranks)."""
+    statistic -log10 of that p (the evidence an AUROC ranks). ``inconclusive`` when every part
+    is."""
     if not parts:
         raise ValueError("need at least one part of the direct baseline")
     k = len(parts)
     beats = beats or {}
     ps = [float(p["p_value"]) if beats.get(key, True) else 1.0 for key, p in parts.items()]
     p = min(1.0, k * min(ps))
+    decision: Decision = "incriminated" if p <= alpha else "not_incriminated"
+    if all(x.get("decision") == "inconclusive" for x in parts.values()):
+        decision = "inconclusive"  # no part could be tested
     return {
         "p_value": p,
         "min_p": min(1.0, k * min(float(x["min_p"]) for x in parts.values())),
         "statistic": round(-math.log10(p), 6),
-        "decision": "incriminated" if p <= alpha else "not_incriminated",
+        "decision": decision,
     }
 
 
