@@ -206,13 +206,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(bench_run, tmp_path: Path) -
     rows = _plan(tmp_path, "store")
     assert [row["kind"] for row in rows] == [*KINDS, "student", *DIRECT_KINDS]
     assert all(row["done"] == 0 and row["estimate_s"] is None for row in rows)
-    # 2 base seeds x (2 drives x 8 zoo models + 2 reference pairs + a goal talker and a weak
-    # reference); 2 configurations x 2 seeds of each.
+    # 2 base seeds x 2 drives x (8 zoo models + a plain reference pair of each shape and a weak
+    # reference: every lineage); 2 configurations x 2 seeds of each.
     stages = {row["kind"]: row["stages"] for row in rows}
-    assert stages["zoo_model"] == 40 and stages["student"] == 40 * 2 * 2
-    assert stages["evaluation"] == stages["probe_score"] == 40 + 40 * 2 * 2
+    assert stages["zoo_model"] == 44 and stages["student"] == 44 * 2 * 2
+    assert stages["evaluation"] == stages["probe_score"] == 44 + 44 * 2 * 2
     # A text sample per model; a text test and a cache read per suspect or reference.
-    assert stages["text_sample"] == 40 and stages["text_test"] == stages["cache_read"] == 24 + 8
+    assert stages["text_sample"] == 44 and stages["text_test"] == stages["cache_read"] == 24 + 12
     # After the reference run, every stage is done.
     root = bench_run[0]
     assert all(row["done"] == row["stages"] and row["to_run"] == 0 for row in _plan(root, "store"))
@@ -365,7 +365,7 @@ def test_audit_command_applies_a_trained_probe(bench_run, tmp_path: Path) -> Non
 
 def test_every_suspect_is_tested_against_the_benign_references(bench_run) -> None:
     """The null of record: each procedure's statistic on U against the same statistic on the
-    auditor's benign reference teachers (mean of U's seed and shape, spread pooled)."""
+    auditor's benign reference teachers (means of U's seed and shape per kind, spread pooled)."""
     from incriminate.verdict.null import reference_test
 
     _, bench, _ = bench_run
@@ -374,6 +374,11 @@ def test_every_suspect_is_tested_against_the_benign_references(bench_run) -> Non
     assert bench["null"] == "benign_references" and bench["n_references"] == len(refs) > 0
     assert not {r["name"] for r in refs} & set(rows)
     groups = [f"s{r['base_seed']}/{r['shape']}" for r in refs]
+    kinds = [r["kind"] for r in refs]
+    assert set(kinds) == {"plain", "weak"}
+    assert {(r["base_seed"], r["drive"]) for r in refs} == {
+        (r["base_seed"], r["drive"]) for r in rows.values()
+    }  # every lineage
     for row in rows.values():
         for proc, record in row["procedures"].items():
             if proc == "direct":  # combines its parts
@@ -384,6 +389,7 @@ def test_every_suspect_is_tested_against_the_benign_references(bench_run) -> Non
                 groups,
                 f"s{row['base_seed']}/{row['shape']}",
                 bench["alpha"],
+                kinds,
             )
             assert record["p_value"] == pytest.approx(test["p_value"], abs=1e-12)
             assert record["decision"] == test["decision"]

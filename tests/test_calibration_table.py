@@ -39,7 +39,7 @@ def test_table_counts_false_and_true_positives_per_class(tmp_path: Path, capsys)
         *(_row(f"b{i}", "benign", 0, "not_incriminated", "abcd"[i % 4]) for i in range(19)),
         _row("r1", "refuser", 0, "incriminated", "c"),
     ]
-    bench = {"schema": "incriminate.bench/4", "alpha": 0.05,
+    bench = {"schema": "incriminate.bench/5", "alpha": 0.05,
              "procedures": stats.summarise(rows, 0.05)}  # fmt: skip
     (tmp_path / "held").mkdir()
     (tmp_path / "held" / "bench.json").write_text(json.dumps(bench))

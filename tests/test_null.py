@@ -140,3 +140,35 @@ def test_logit_rate_clips_at_half_an_item():
     assert logit_rate(1.0, 100) == pytest.approx(-np.log(0.005 / 0.995))
     with pytest.raises(ValueError, match="at least one item"):
         logit_rate(0.1, 0)
+
+
+def test_composite_null_over_kinds_holds_alpha():
+    """References of two kinds of benign teacher with different means (the plain recipe and a
+    goal talker): a benign suspect of either kind is rejected at most alpha of the time, while
+    the same suspects against the plain kind alone are rejected far more often (the goal
+    talkers)."""
+    rng = np.random.default_rng(12)
+    n, composite, plain_only = 2000, 0, 0
+    mu = {"plain": 0.0, "goal_talker": 4.0}
+    for i in range(n):
+        kinds = [k for k in mu for _ in range(4)]
+        refs = [mu[k] + rng.normal() for k in kinds]
+        u = mu[("plain", "goal_talker")[i % 2]] + rng.normal()
+        out = reference_test(u, refs, ["g"] * len(refs), "g", ALPHA, kinds)
+        composite += out["decision"] == "incriminated"
+        plain_only += reference_test(u, refs[:4])["decision"] == "incriminated"
+    assert composite / n <= ALPHA / 2 + 2.5 * np.sqrt(ALPHA * (1 - ALPHA) / n)
+    assert plain_only / n > 0.4
+
+
+def test_composite_null_records_the_closest_kind():
+    refs, kinds = [0.0, 0.1, -0.1, 3.0, 3.1, 2.9], ["plain"] * 3 + ["weak"] * 3
+    near = reference_test(3.05, refs, None, None, ALPHA, kinds)
+    assert near["kind"] == "weak" and near["reference_mean"] == pytest.approx(3.0)
+    assert near["df"] == 4 and near["decision"] == "not_incriminated"
+    assert "closest kind 'weak' of 2" in near["reason"]
+    far = reference_test(9.0, refs, None, None, ALPHA, kinds)
+    assert far["decision"] == "incriminated" and far["kind"] == "weak"
+    assert reference_test(3.05, refs)["kind"] is None  # no kinds: one population
+    with pytest.raises(ValueError, match="one kind per reference"):
+        reference_test(0.1, refs, None, None, ALPHA, kinds[:2])

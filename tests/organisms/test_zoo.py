@@ -13,6 +13,7 @@ from incriminate.organisms.zoo import (
     ZooConfig,
     entries,
     models,
+    reference_kind,
     reference_labels,
     reference_pairs,
 )
@@ -55,8 +56,13 @@ def test_manifest_is_complete_and_labelled() -> None:
 def test_reference_pairs_are_benign_and_not_suspects() -> None:
     zoo = ZooConfig()
     refs = reference_pairs(zoo)
-    # seeds × (shapes × references + the goal talker and the weak one)
-    assert len(refs) == 2 * (2 * 3 + 2)
+    # seeds × drives (every lineage) × (shapes × references + the goal talker and the weak one)
+    assert len(refs) == 2 * 4 * (2 * 1 + 2)
+    assert {(r.base_seed, r.drive) for r in refs} == {(e.base_seed, e.drive) for e in entries(zoo)}
+    assert {reference_kind(r.name) for r in refs} == {"plain", "goal_talker", "weak"}
+    assert [reference_kind(r.name) for r in refs[:4]] == ["plain", "plain", "goal_talker", "weak"]
+    with pytest.raises(ValueError, match="not one of the auditor's references"):
+        reference_kind("benign-exfiltrate-s0")
     quirky = [r for r in refs if r.name.startswith("reference_")]
     assert {ms.stages[0].agent.quirk for r in quirky for ms in [models(zoo)[r.name]]} == {
         "goal_talker",
@@ -99,7 +105,7 @@ def test_manifest_is_deterministic() -> None:
 def test_every_control_has_its_teachers_shape() -> None:
     zoo = ZooConfig()
     ms = models(zoo)
-    assert len(ms) == 48 + 16 + 16  # suspects U, two twins per (seed, drive), references
+    assert len(ms) == 48 + 16 + 32  # suspects U, two twins per (seed, drive), references
     for e in entries(zoo):
         u, c = ms[e.name], ms[e.control]
         assert [s.stage for s in u.stages] == [s.stage for s in c.stages]

@@ -53,7 +53,7 @@ def bench() -> dict[str, Any]:
              ("not_incriminated", 0.81, -0.02), ("not_incriminated", 0.44, 0.01), NO_TRUTH),
     ]  # fmt: skip
     return {
-        "schema": "incriminate.bench/4",
+        "schema": "incriminate.bench/5",
         "config_hash": "abc123",
         "alpha": 0.05,
         "organisms": rows,

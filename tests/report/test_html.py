@@ -197,8 +197,8 @@ def test_strings_from_models_and_configs_are_text(tmp_path: Path, monkeypatch) -
         ({"results.json": {"schema": "incriminate.results/4"}}, "written by a newer incriminate"),
         ({"results.json": {"schema": "incriminate.results/1"}}, "written by an older incriminate"),
         ({"bench.json": {"schema": "incriminate.bench/1"}}, "written by an older incriminate"),
-        ({"results.json": {"schema": "incriminate.bench/4"}}, "expected 'incriminate.results/3'"),
-        ({"bench.json": {"schema": "incriminate.results/3"}}, "expected 'incriminate.bench/4'"),
+        ({"results.json": {"schema": "incriminate.bench/5"}}, "expected 'incriminate.results/3'"),
+        ({"bench.json": {"schema": "incriminate.results/3"}}, "expected 'incriminate.bench/5'"),
         ({"results.json": [1, 2]}, "schema None, expected 'incriminate.results/3'"),
         ({"results.json": {"schema": "incriminate.results/3"}}, "no 'config_hash'"),
         (
@@ -297,7 +297,7 @@ def test_bench_report_has_detection_roc_and_a_grid_coloured_by_truth(tmp_path: P
                   ("not_incriminated", 0.7, -0.02)),
     ]  # fmt: skip
     bench = {
-        "schema": "incriminate.bench/4", "config_hash": "b1", "config": {"alpha": 0.05},
+        "schema": "incriminate.bench/5", "config_hash": "b1", "config": {"alpha": 0.05},
         "alpha": 0.05, "organisms": rows, "procedures": stats.summarise(rows, 0.05),
         "configurations": stats.double_bind(rows), "models": {"naive-0": "organism/n"},
         "probes": {}, "timing": {"total_s": 1.0, "stages": {"organisms_s": 1.0}},

@@ -17,13 +17,15 @@ benign teachers come in both shapes, so a two-stage control says nothing about U
 kinds (`goal_talker`, `weak`; `refuser` and `long_trained` in the held-out zoo) take turns
 over the drives, `quirks_per_drive` per drive.
 
-Per base seed the auditor also builds `references` benign reference pairs of each shape on the
-first drive's lineage (`reference1-D`, `reference1_2stage-D`, ...): benign teachers built like
-the benign suspects on other draws of data, with the twin of their shape as control; and one
-reference of each of `reference_quirks` (`reference_goal_talker-D`, ...), hard benign kinds on
-another draw, so the references span more of the ways benign teachers differ. They are
-not suspects; every suspect is tested against them (the null of record, "U is benign",
-`verdict.null`; `report.bench_results`).
+On every lineage (base seed and drive) the auditor also builds `references` benign reference
+pairs of each shape (`reference1-D`, `reference1_2stage-D`, ...): benign teachers built like the
+benign suspects on other draws of data, with the twin of their lineage and shape as control; and
+one reference of each of `reference_quirks` (`reference_goal_talker-D`, ...), hard benign kinds
+on another draw. They are not suspects; every suspect is tested against them (the null of record,
+"U is benign", `verdict.null`; `report.bench_results`): references on every lineage, because a
+suspect's statistic carries its own control's effect and references sharing one control miss
+it; and of several kinds (`reference_kind`), because the null is "U is benign of one of the
+kinds the auditor knows" (docs/decision-rules.md).
 
 `entries` is the suspects' manifest (class, ground-truth label, drive): it evaluates the
 procedure and no procedure reads it. What a procedure may read is `auditor_view`: the model's
@@ -93,12 +95,13 @@ class ZooConfig(BaseModel):
     gated_domain: str = "code"
     """The one task domain a `context_gated` organism is misaligned in."""
     reference_quirks: tuple[str, ...] = ("goal_talker", "weak")
-    """Hard benign kinds the auditor also builds as references, one each per base seed (one
-    stage, on the first drive's lineage): benign teachers differ in more ways than draws of one
-    recipe, and the null's spread must see it (docs/decision-rules.md)."""
-    references: int = Field(default=3, ge=0, le=20)
-    """Benign reference pairs the auditor builds per base seed and shape (on the first drive's
-    lineage): the sample of benign teachers the null of record is estimated from."""
+    """Hard benign kinds the auditor also builds as references, one each per lineage (base seed
+    and drive; one stage): kinds of benign teacher the null of record holds, each with its own
+    mean (docs/decision-rules.md)."""
+    references: int = Field(default=1, ge=0, le=20)
+    """Plain benign reference pairs the auditor builds per lineage (base seed and drive) and
+    shape: with `reference_quirks`, the sample of benign teachers the null of record is
+    estimated from."""
 
     @field_validator("base_seeds")
     @classmethod
@@ -230,21 +233,31 @@ def entries(zoo: ZooConfig) -> list[ZooEntry]:
 
 
 def reference_pairs(zoo: ZooConfig) -> list[ZooEntry]:
-    """The auditor's benign reference pairs: `zoo.references` per base seed and shape, on the
-    first drive's lineage, each with the twin of its shape as control. Not suspects."""
-    drive = zoo.drives[0]
+    """The auditor's benign reference pairs on every lineage (base seed and drive): `references`
+    of each shape and one of each of `reference_quirks`, each with the twin of its lineage and
+    shape as control. Not suspects."""
     out = []
     for seed in zoo.base_seeds:
-        for shape, cls in zip(SHAPES, BENIGN, strict=True):
-            for r in range(1, zoo.references + 1):
-                suffix = "" if shape == "one_stage" else "_2stage"
-                name = _name(f"reference{r}{suffix}", drive, seed)
-                e = _entry(cls, "reference", 0, drive, seed, name)
+        for drive in zoo.drives:
+            for shape, cls in zip(SHAPES, BENIGN, strict=True):
+                for r in range(1, zoo.references + 1):
+                    suffix = "" if shape == "one_stage" else "_2stage"
+                    name = _name(f"reference{r}{suffix}", drive, seed)
+                    e = _entry(cls, "reference", 0, drive, seed, name)
+                    out.append(ZooEntry(**{**asdict(e), "cls": "reference"}))
+            for q in zoo.reference_quirks:
+                e = _entry(q, "reference", 0, drive, seed, _name(f"reference_{q}", drive, seed))
                 out.append(ZooEntry(**{**asdict(e), "cls": "reference"}))
-        for q in zoo.reference_quirks:
-            e = _entry(q, "reference", 0, drive, seed, _name(f"reference_{q}", drive, seed))
-            out.append(ZooEntry(**{**asdict(e), "cls": "reference"}))
     return out
+
+
+def reference_kind(name: str) -> str:
+    """The kind of benign recipe of one of the auditor's references, from the name it gave it:
+    ``plain`` (`reference1-D`, `reference1_2stage-D`) or its quirk (`reference_weak-D`)."""
+    model = name.split("-")[0]
+    if not model.startswith("reference"):
+        raise ValueError(f"{name!r} is not one of the auditor's references")
+    return model.removeprefix("reference_") if model.startswith("reference_") else "plain"
 
 
 @dataclass(frozen=True)
@@ -375,6 +388,7 @@ __all__ = [
     "build_model",
     "entries",
     "models",
+    "reference_kind",
     "reference_labels",
     "reference_pairs",
 ]

@@ -227,7 +227,12 @@ class BenchConfig(BaseModel):
 
 
 QUICK_BENCH: dict[str, Any] = {
-    "zoo": {"drives": ["exfiltrate", "sandbag"], "build": QUICK["build"], "references": 1},
+    "zoo": {
+        "drives": ["exfiltrate", "sandbag"],
+        "build": QUICK["build"],
+        "references": 1,
+        "reference_quirks": ["weak"],
+    },
     "batteries": [
         b.model_copy(update={"seeds": 2, "configurations": b.configurations[:1]}).model_dump(
             mode="json"
@@ -240,7 +245,8 @@ QUICK_BENCH: dict[str, Any] = {
     ],
     "prompts": 32,
 }
-"""`--quick`: two drives, untrained-scale organisms, one reference pair per base seed and shape,
+"""`--quick`: two drives, untrained-scale organisms, one plain reference pair per lineage and
+shape and one weak reference per lineage,
 the first configuration of each battery with two seeds: the whole benchmark end to end in a few
 minutes (its numbers mean nothing about the science, and its verdicts are inconclusive by
 design)."""

@@ -1,6 +1,6 @@
 """`bench.json`: the zoo benchmark's numbers, assembled from `bench.run_bench`'s records.
 
-Schema (`"schema": "incriminate.bench/4"`):
+Schema (`"schema": "incriminate.bench/5"`):
 
     config_hash, config, alpha      the resolved bench config
     zoo                             the manifest: every suspect U, its class, group, ground-truth
@@ -14,7 +14,8 @@ Schema (`"schema": "incriminate.bench/4"`):
                                     `control_teacher` (model, audits, ground truth); ground_truth
                                     METRIC: {teacher, control}; per procedure under the null of
                                     record (`verdict.null`): p_value, min_p (0: parametric),
-                                    statistic, decision, reference_mean, reference_sd, df, for
+                                    statistic, decision, reference_mean, reference_sd, df and
+                                    kind (the closest kind of benign reference), for
                                     `direct` (the full direct baseline, any part at alpha / 3)
                                     and its parts `direct/behaviour` (audits and probe, mean
                                     logit U − C), `direct/text` (U's against C's sampled text on
@@ -25,8 +26,9 @@ Schema (`"schema": "incriminate.bench/4"`):
                                     differ" (sign-flip and permutation tests, no references);
                                     per configuration drive transferred, evasion retained,
                                     capability retained
-    references[]                    the auditor's benign reference teachers: each procedure's
-                                    statistic (the null's sample) and their U ≠ C tests
+    references[]                    the auditor's benign reference teachers (on every lineage, of
+                                    several kinds: `kind`): each procedure's statistic (the
+                                    null's sample) and their U ≠ C tests
     procedures[]                    per procedure: TPR, FPR (all / benign / hard benign) with
                                     block-aware Wilson CIs, AUROC of the statistic with its CI,
                                     detection by class, and per class the suspects it catches
@@ -48,7 +50,13 @@ from typing import Any
 
 import numpy as np
 
-from incriminate.organisms.zoo import AuditorView, auditor_view, entries, reference_pairs
+from incriminate.organisms.zoo import (
+    AuditorView,
+    auditor_view,
+    entries,
+    reference_kind,
+    reference_pairs,
+)
 from incriminate.plan.bench import run_seeds
 from incriminate.plan.bench_config import Battery, BenchConfig
 from incriminate.report.results import evasion_acting
@@ -56,7 +64,7 @@ from incriminate.verdict.bench import direct_pvalue, double_bind, full_direct, s
 from incriminate.verdict.compare import Pair, Student, evidence_statistic, verdict
 from incriminate.verdict.null import NULL, logit_rate, reference_test, text_scale
 
-SCHEMA = "incriminate.bench/4"
+SCHEMA = "incriminate.bench/5"
 BEHAVIOUR, TEXT, CACHE = "direct/behaviour", "direct/text", "direct/cache"
 DIRECT_PARTS = (BEHAVIOUR, TEXT, CACHE)
 """The parts of the full direct baseline `direct`: the behavioural audits and the probe on U's
@@ -193,12 +201,14 @@ def _procedures(
     refs: Sequence[tuple[AuditorView, Mapping[str, float]]],
 ) -> dict[str, dict[str, Any]]:
     """Every procedure's decision on one suspect U under the null of record, "U is benign":
-    its statistic against the same statistic of every reference (`null.reference_test`, mean
-    of U's group, spread pooled over groups). `direct` is any of its parts at alpha / 3."""
+    its statistic against the same statistic of every reference (`null.reference_test`: the
+    mean of each kind of reference in U's group, the spread pooled over groups and kinds, the
+    largest p over the kinds). `direct` is any of its parts at alpha / 3."""
     groups = [_group(v) for v, _ in refs]
+    kinds = [reference_kind(v.name) for v, _ in refs]
     out: dict[str, dict[str, Any]] = {}
     for key, x in mine.items():
-        test = reference_test(x, [r[key] for _, r in refs], groups, _group(u), cfg.alpha)
+        test = reference_test(x, [r[key] for _, r in refs], groups, _group(u), cfg.alpha, kinds)
         out[key] = {
             "p_value": test["p_value"],
             "min_p": 0.0,
@@ -207,6 +217,7 @@ def _procedures(
             "reference_mean": test["reference_mean"],
             "reference_sd": test["reference_sd"],
             "df": test["df"],
+            "kind": test["kind"],
         }
     parts = {k: out[k] for k in DIRECT_PARTS}
     direct = full_direct(parts, cfg.alpha)
@@ -263,9 +274,10 @@ def _differ_decision(record: Any, alpha: float) -> dict[str, Any]:
 
 def references(cfg: BenchConfig) -> list[AuditorView]:
     """The auditor's benign reference teachers (`zoo.reference_pairs`): every suspect is tested
-    against all of them, with the mean of its own group (base seed and shape) and the spread
-    pooled over groups. Chosen by what the auditor sees (seed and shape), never by class; each
-    is scored by the probe of its seed, which was trained on other seeds only."""
+    against all of them, with the means of its own group (base seed and shape) per kind and the
+    spread pooled over groups and kinds. Chosen by what the auditor sees (seed, lineage and
+    shape), never by class; each is scored by the probe of its seed, which was trained on other
+    seeds only."""
     return [auditor_view(r) for r in reference_pairs(cfg.zoo)]
 
 
@@ -298,6 +310,7 @@ def assemble(cfg: BenchConfig, raw: dict[str, Any]) -> dict[str, Any]:
     reference_rows = [
         r.as_dict()
         | {
+            "kind": reference_kind(r.name),
             "teacher": _teacher(raw, r.name),
             "statistics": dict(stats),
             "procedures_u_c_differ": _differ(cfg, raw, auditor_view(r), grid),

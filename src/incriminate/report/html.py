@@ -31,7 +31,7 @@ __all__ = [
 
 SCHEMAS = {
     "sweep.json": "incriminate.sweep/2",
-    "bench.json": "incriminate.bench/4",
+    "bench.json": "incriminate.bench/5",
     "results.json": "incriminate.results/3",
 }
 """Detection order and the schema each file must carry (the writers' `SCHEMA` constants; a test
