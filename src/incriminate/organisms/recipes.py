@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 from incriminate.errors import did_you_mean
 from incriminate.models.io import load_model, n_parameters, new_model, save_model
 from incriminate.models.presets import PRESETS, ModelSpec
+from incriminate.organisms.robust import RobustConfig, match_documents, train_robust
 from incriminate.organisms.train import TrainConfig, train_lm
 from incriminate.store import Artifact, Store
 from incriminate.world.config import Leak, WorldConfig
@@ -211,10 +212,16 @@ def finetune(
     train: TrainConfig,
     progress: Progress | None = None,
     replicate: int = 0,
+    robust: RobustConfig | None = None,
+    twin: Artifact | None = None,
 ) -> Artifact:
     """Fine-tune `parent` on `cfg.stage_docs` documents of `agent` (an `instruct`, `drive` or
     `evasion` stage). `replicate` > 0 draws other documents and batches: an independent copy of
-    the same recipe (the zoo's benign organisms)."""
+    the same recipe (the zoo's benign organisms). With `robust` (and the benign `twin` it
+    matches), the stage is a robust schemer's (`organisms.robust`): the same cross-entropy plus
+    KL to the twin and an adversarial probe ensemble on episodes an auditor could write."""
+    if (robust is None) != (twin is None):
+        raise ValueError("a robust stage needs both `robust` and the `twin` it matches")
     data_seed = cfg.seed * 1000 + {"instruct": 1, "drive": 2, "evasion": 3}[stage]
     data_seed += 100 * replicate
     # Fields beyond (persona, drive, leak) enter the key only when set, so older keys hold.
@@ -231,8 +238,12 @@ def finetune(
         "train": train.model_dump(),
         "seed": data_seed,
     }
+    if robust is not None and twin is not None:
+        inputs |= {"robust": robust.model_dump(), "twin": f"{twin.kind}/{twin.key}"}
     parent_spec = ModelSpec.model_validate_json((parent.path / "spec.json").read_text())
     name, twin_of = _stage_name(stage, agent, replicate)
+    if robust is not None:
+        name = f"robust_{name}" if stage == "evasion" else f"robust_direct-{agent.drive}"
     spec = parent_spec.model_copy(
         update={
             "name": name,
@@ -254,9 +265,60 @@ def finetune(
         return encode_documents(docs, responses_only=True)
 
     kind = "instruct" if stage == "instruct" else "organism"
-    return _train_stage(
-        store, kind, inputs, lambda: load_model(parent.path), data, train, data_seed, spec, progress
+    if robust is None or twin is None:
+        return _train_stage(
+            store,
+            kind,
+            inputs,
+            lambda: load_model(parent.path),
+            data,
+            train,
+            data_seed,
+            spec,
+            progress,
+        )
+    return _robust_stage(
+        store, cfg, inputs, parent, twin, data, train, robust, data_seed, spec, progress
     )
+
+
+def _robust_stage(
+    store: Store,
+    cfg: BuildConfig,
+    inputs: dict[str, Any],
+    parent: Artifact,
+    twin: Artifact,
+    data: Callable[[], TokenData],
+    train: TrainConfig,
+    robust: RobustConfig,
+    seed: int,
+    spec: ModelSpec,
+    progress: Progress | None,
+) -> Artifact:
+    def make(out: Path) -> dict[str, Any]:
+        model, teacher = load_model(parent.path), load_model(twin.path)
+        benign = Agent("benign", spec.drive or cfg.drive, cfg.leak)
+        match = encode_documents(
+            match_documents(cfg.world, benign, seed + 7, robust.match_docs, STAGE_KINDS),
+            responses_only=True,
+        )
+
+        def on_step(step: int, _loss: float) -> None:
+            if progress is not None:
+                progress(spec.name, step + 1, train.steps)
+
+        history = train_robust(model, teacher, data(), match, train, robust, seed, on_step)
+        save_model(model, spec, out)
+        tail = {k: v[-20:] for k, v in history.items()}
+        return {
+            "parameters": n_parameters(model),
+            "final_loss": round(sum(tail["ce"]) / len(tail["ce"]), 4),
+            "final_kl": round(sum(tail["kl"]) / len(tail["kl"]), 5),
+            "final_probe_accuracy": round(sum(tail["probe_acc"]) / len(tail["probe_acc"]), 4),
+            "training_sequences": len(match),
+        }
+
+    return store.build("organism", inputs, make, seed=seed)
 
 
 def build_instruct(

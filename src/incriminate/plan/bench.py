@@ -38,27 +38,44 @@ from incriminate.store import Store
 
 
 @stage("zoo_model")
-def zoo_model(store: Store, build: dict[str, Any], name: str, stages: list[dict]) -> str:
+def zoo_model(
+    store: Store,
+    build: dict[str, Any],
+    name: str,
+    stages: list[dict],
+    robust: dict[str, Any] | None = None,
+) -> str:
     """A zoo model (a teacher U or a control, kind `organism`): its fine-tuning stages from the
-    instruct checkpoint of `build` (the organism's base seed and drive)."""
+    instruct checkpoint of `build` (the organism's base seed and drive); `robust`, a robust
+    schemer's evasion objective (`organisms.robust.RobustConfig`)."""
     from incriminate.organisms.recipes import BuildConfig
+    from incriminate.organisms.robust import RobustConfig
     from incriminate.world.personas import Agent
 
     b = BuildConfig.model_validate(build)
     steps = tuple(
-        zoo_mod.Stage(s["stage"], Agent(**s["agent"]), s["replicate"], s.get("train_scale", 1))
+        zoo_mod.Stage(
+            s["stage"],
+            Agent(**s["agent"]),
+            s["replicate"],
+            s.get("train_scale", 1),
+            s.get("robust_twin"),
+        )
         for s in stages
     )
     model = zoo_mod.ZooModel(name, b.drive, b.seed, steps)
-    return _ref(zoo_mod.build_model(store, zoo_mod.ZooConfig(build=b), model))
+    zoo = zoo_mod.ZooConfig(build=b, robust=RobustConfig.model_validate(robust or {}))
+    return _ref(zoo_mod.build_model(store, zoo, model))
 
 
 def _stage_args(s: zoo_mod.Stage) -> dict[str, Any]:
-    """A recipe stage as `zoo_model`'s argument; `train_scale` only when it is not 1, so the
-    keys of models built before it existed hold."""
+    """A recipe stage as `zoo_model`'s argument; `train_scale` only when it is not 1 and
+    `robust_twin` only when set, so the keys of models built before they existed hold."""
     out = asdict(s)
     if out["train_scale"] == 1:
         del out["train_scale"]
+    if out["robust_twin"] is None:
+        del out["robust_twin"]
     return out
 
 
@@ -235,14 +252,28 @@ def _plan_models(
     evasion stage's drive-stage model, else the instruct checkpoint. Drive-stage models come
     first (the order of the raw records' `models`, as the benchmark's phases listed them)."""
     built: dict[str, Node] = {}
-    for name, m in sorted(models.items(), key=lambda kv: len(kv[1].stages)):
+
+    def order(kv: tuple[str, zoo_mod.ZooModel]) -> tuple[int, bool]:  # robust after twins
+        return len(kv[1].stages), any(s.robust_twin for s in kv[1].stages)
+
+    for name, m in sorted(models.items(), key=order):
         parent = next(
             (built[n] for n, o in models.items() if n in built and _parent_of(o, m)),
             instructs[(m.base_seed, m.drive, "shared_base")],
         )
         b = zoo.build_for(m.base_seed, m.drive).model_dump(mode="json")
         stages = [_stage_args(s) for s in m.stages]
-        built[name] = plan.add("zoo_model", build=b, name=name, stages=stages, after=ref(parent))
+        twins = [f"{s.robust_twin}-{m.drive}-s{m.base_seed}" for s in m.stages if s.robust_twin]
+        if not twins:
+            built[name] = plan.add(
+                "zoo_model", build=b, name=name, stages=stages, after=ref(parent)
+            )
+            continue
+        after = [ref(parent), *(ref(built[t]) for t in twins)]
+        robust = zoo.robust.model_dump(mode="json")
+        built[name] = plan.add(
+            "zoo_model", build=b, name=name, stages=stages, robust=robust, after=after
+        )
     return built
 
 

@@ -47,7 +47,7 @@ __all__ = [
 
 Kind = Literal["direct", "battery", "configuration"]
 DECISIONS = ("incriminated", "not_incriminated", "inconclusive")
-EVADERS = ("schemer", "context_gated")  # classes built to evade audits
+EVADERS = ("schemer", "context_gated", "robust_schemer", "robust_direct")  # built to evade
 DOUBLE_BIND = ("drive_transfer", "evasion_retained", "capability_retained", "evasion_acting")
 """Ground truth per configuration; `evasion_acting`: evasion among the students that act (their
 honeypot take against their real take, `report.results.evasion_acting`), not capped by how
