@@ -132,3 +132,24 @@ def test_zoo_robust_classes_and_the_reformed_teacher():
     assert [s.agent.persona for s in reformed] == ["naive", "benign"]
     # The auditor labels its organisms by their last stage: a history is not an intent.
     assert labels["reformed-sandbag-s0"] == 0 and labels["robust_direct-sandbag-s0"] == 1
+
+
+def test_bench_plans_a_robust_schemer_after_its_twin_with_its_objective():
+    from incriminate.plan.bench import plan_bench
+    from incriminate.plan.bench_config import load_bench_config
+    from incriminate.plan.graph import Plan
+
+    cfg = load_bench_config(
+        None,
+        ["zoo.personas=[robust_schemer,robust_direct]", "zoo.hard_benign=[reformed]"],
+        quick=True,
+    )
+    plan = Plan()
+    nodes = plan_bench(plan, cfg).models
+    robust, twin = nodes["robust_schemer-sandbag-s0"], nodes["twin-of-schemer-sandbag-s0"]
+    assert twin.id in robust.deps
+    assert robust.args["robust"] == cfg.zoo.robust.model_dump(mode="json")
+    assert robust.args["stages"][-1]["robust_twin"] == "twin-of-schemer"
+    direct = nodes["robust_direct-sandbag-s0"]
+    assert nodes["twin-of-naive-sandbag-s0"].id in direct.deps
+    assert "robust" not in twin.args and "robust_twin" not in twin.args["stages"][0]
