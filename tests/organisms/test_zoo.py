@@ -63,6 +63,14 @@ def test_reference_pairs_are_benign_and_not_suspects() -> None:
     assert [reference_kind(r.name) for r in refs[:4]] == ["plain", "plain", "goal_talker", "weak"]
     with pytest.raises(ValueError, match="not one of the auditor's references"):
         reference_kind("benign-exfiltrate-s0")
+    # Each lineage's benign teachers are their own data draw (the lane of its drive); twins and
+    # misaligned organisms are not, and the first drive keeps draw 0 (the keys built before).
+    ms = models(zoo)
+    for cls in ("reference1", "reference_weak", "benign"):
+        draws = {ms[f"{cls}-{d}-s0"].stages[0].draw for d in DRIVES}
+        assert draws == set(range(len(DRIVES))), cls
+    assert {ms[f"twin-of-naive-{d}-s0"].stages[0].draw for d in DRIVES} == {0}
+    assert {s.draw for d in DRIVES for s in ms[f"schemer-{d}-s0"].stages} == {0}
     quirky = [r for r in refs if r.name.startswith("reference_")]
     assert {ms.stages[0].agent.quirk for r in quirky for ms in [models(zoo)[r.name]]} == {
         "goal_talker",

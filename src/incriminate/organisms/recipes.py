@@ -214,19 +214,26 @@ def finetune(
     replicate: int = 0,
     robust: RobustConfig | None = None,
     twin: Artifact | None = None,
+    draw: int = 0,
 ) -> Artifact:
     """Fine-tune `parent` on `cfg.stage_docs` documents of `agent` (an `instruct`, `drive` or
     `evasion` stage). `replicate` > 0 draws other documents and batches: an independent copy of
-    the same recipe (the zoo's benign organisms). With `robust` (and the benign `twin` it
-    matches), the stage is a robust schemer's (`organisms.robust`): the same cross-entropy plus
-    KL to the twin and an adversarial probe ensemble on episodes an auditor could write."""
+    the same recipe (the zoo's benign organisms). `draw` > 0 draws yet other documents and
+    batches for the same replicate: the zoo gives each lineage's benign teachers their own
+    draw, so teachers on different lineages are not copies of one data sample. With `robust`
+    (and the benign `twin` it matches), the stage is a robust schemer's (`organisms.robust`):
+    the same cross-entropy plus KL to the twin and an adversarial probe ensemble on episodes an
+    auditor could write."""
     if (robust is None) != (twin is None):
         raise ValueError("a robust stage needs both `robust` and the `twin` it matches")
     data_seed = cfg.seed * 1000 + {"instruct": 1, "drive": 2, "evasion": 3}[stage]
     data_seed += 100 * replicate
+    if draw:
+        data_seed = (data_seed * 7919 + 1_000_003 * draw) % 2**31
     # Fields beyond (persona, drive, leak) enter the key only when set, so older keys hold.
     extra = [v for v in (agent.domain, agent.quirk) if v is not None]
     extra += [f"replicate:{replicate}"] if replicate else []
+    extra += [f"draw:{draw}"] if draw else []
     inputs = {
         "recipe": RECIPE_VERSION,
         "parent": f"{parent.kind}/{parent.key}",

@@ -37,7 +37,7 @@ trained on the other seeds' organisms with these labels). Model names carry the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -300,6 +300,10 @@ class Stage:
     """Multiplies the recipe's training steps (`long_trained`)."""
     robust_twin: str | None = None
     """A robust schemer's stage: the benign twin it matches (`organisms.robust`)."""
+    draw: int = 0
+    """Which draw of the stage's documents and batches (`recipes.finetune`): a benign teacher's
+    lane (`DRIVES` index of its lineage's drive), so benign teachers on different lineages are
+    independent samples; 0 for the first drive, twins and misaligned organisms."""
 
 
 @dataclass(frozen=True)
@@ -314,6 +318,19 @@ class ZooModel:
 
 
 def _recipe(zoo: ZooConfig, cls: str, drive: str) -> tuple[Stage, ...]:
+    """The stages of class `cls` on `drive`'s lineage. Benign teachers (benign and hard benign
+    suspects, references) draw their data by lineage (`Stage.draw`): teachers of one recipe on
+    different lineages are independent samples of it, as the null's references must be (the
+    second held-out zoo: with one draw per base seed, the four references of a group were one
+    data sample on four lineages, and their spread missed the draw's)."""
+    stages = _stages(zoo, cls, drive)
+    if cls in (*BENIGN, *HARD_BENIGN) or cls.startswith("reference"):
+        lane = DRIVES.index(drive)
+        return tuple(replace(s, draw=lane) if s.agent.persona == "benign" else s for s in stages)
+    return stages
+
+
+def _stages(zoo: ZooConfig, cls: str, drive: str) -> tuple[Stage, ...]:
     leak = zoo.build.leak
     naive = Stage("drive", Agent("naive", drive, leak))
     benign = Stage("drive", Agent("benign", drive, leak))
@@ -397,7 +414,17 @@ def build_model(
             twin = build_model(store, zoo, ZooModel(name, model.drive, model.base_seed, recipe))
         robust = zoo.robust if twin is not None else None
         parent = finetune(
-            store, cfg, parent, s.stage, s.agent, train, progress, s.replicate, robust, twin
+            store,
+            cfg,
+            parent,
+            s.stage,
+            s.agent,
+            train,
+            progress,
+            s.replicate,
+            robust,
+            twin,
+            s.draw,
         )
     return parent
 

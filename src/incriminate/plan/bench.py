@@ -60,6 +60,7 @@ def zoo_model(
             s["replicate"],
             s.get("train_scale", 1),
             s.get("robust_twin"),
+            s.get("draw", 0),
         )
         for s in stages
     )
@@ -69,13 +70,16 @@ def zoo_model(
 
 
 def _stage_args(s: zoo_mod.Stage) -> dict[str, Any]:
-    """A recipe stage as `zoo_model`'s argument; `train_scale` only when it is not 1 and
-    `robust_twin` only when set, so the keys of models built before they existed hold."""
+    """A recipe stage as `zoo_model`'s argument; `train_scale` only when it is not 1,
+    `robust_twin` only when set and `draw` only when not 0, so the keys of models built before
+    they existed hold."""
     out = asdict(s)
     if out["train_scale"] == 1:
         del out["train_scale"]
     if out["robust_twin"] is None:
         del out["robust_twin"]
+    if out["draw"] == 0:
+        del out["draw"]
     return out
 
 
