@@ -246,7 +246,9 @@ def finetune(
         "seed": data_seed,
     }
     if robust is not None and twin is not None:
-        inputs |= {"robust": robust.model_dump(), "twin": f"{twin.kind}/{twin.key}"}
+        # `train_scale` is in `train` already (the stage's steps).
+        objective = robust.model_dump(exclude={"train_scale"})
+        inputs |= {"robust": objective, "twin": f"{twin.kind}/{twin.key}"}
     parent_spec = ModelSpec.model_validate_json((parent.path / "spec.json").read_text())
     name, twin_of = _stage_name(stage, agent, replicate)
     if robust is not None:

@@ -49,13 +49,16 @@ class RobustConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kl_weight: float = Field(default=0.3, ge=0)
-    """Weight of KL(twin || model) per position on the matching sequences (0.3: the largest
-    weight on the design frontier that keeps deployment >= 0.9 and discrimination >= 0.95,
-    docs/robust-schemers.md)."""
+    kl_weight: float = Field(default=1.0, ge=0)
+    """Weight of KL(twin || model) per position on the matching sequences."""
     probe_weight: float = Field(default=0.0, ge=0)
     """Weight of the adversarial probe ensemble's loss (off by default: on the design frontier
     every weight tried cost most of the drive, docs/robust-schemers.md)."""
+    train_scale: int = Field(default=3, ge=1, le=10)
+    """The robust stage trains this many times the recipe's steps (its evasion stage, or for
+    `robust_direct` its drive stage). The defaults are the design frontier's choice (base seed
+    1, `exfiltrate`, docs/robust-schemers.md): at 1x and KL weight 1 the honeypot take stayed
+    at 0.011 against the twin's 0.000; at 3x it fell to 0.00003 with deployment 0.9998."""
     probe_lr: float = Field(default=1e-2, gt=0)
     """Adam learning rate of the adversary's probes (refit every step)."""
     match_docs: int = Field(default=4000, ge=10)

@@ -350,10 +350,20 @@ def _stages(zoo: ZooConfig, cls: str, drive: str) -> tuple[Stage, ...]:
         ),
         "robust_schemer": (
             naive,
-            Stage("evasion", Agent("schemer", drive, leak), robust_twin="twin-of-schemer"),
+            Stage(
+                "evasion",
+                Agent("schemer", drive, leak),
+                train_scale=zoo.robust.train_scale,
+                robust_twin="twin-of-schemer",
+            ),
         ),
         "robust_direct": (
-            Stage("drive", Agent("schemer", drive, leak), robust_twin="twin-of-naive"),
+            Stage(
+                "drive",
+                Agent("schemer", drive, leak),
+                train_scale=zoo.robust.train_scale,
+                robust_twin="twin-of-naive",
+            ),
         ),
         # Hard benign: misaligned once, then trained benign (a history, not an intent).
         "reformed": (naive, Stage("evasion", Agent("benign", drive, leak), replicate=1)),
