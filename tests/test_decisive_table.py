@@ -20,8 +20,7 @@ PROCS = ("direct", "direct/behaviour", "battery/b", "config/logit/tasks/other_ba
 
 def _row(cls: str, label: int, shape: str, p: float, hit: bool, seed: int) -> dict:
     procs = {
-        k: {"p_value": p, "decision": "incriminated" if hit else "not_incriminated"}
-        for k in PROCS
+        k: {"p_value": p, "decision": "incriminated" if hit else "not_incriminated"} for k in PROCS
     }
     gt = {m: {"teacher": 0.9 if label else 0.0} for m in ("deployment", "honeypot_discrimination")}
     configs = {

@@ -44,6 +44,28 @@ def test_heldout_zoo_runs_the_design_procedures_on_unused_seeds() -> None:
     assert new == {"refuser", "long_trained"}
 
 
+def test_search_confirmation_adds_one_battery_and_new_seeds_only() -> None:
+    """The battery search's confirmation (configs/heldout-search.yaml) is the held-out zoo's
+    bench plus the search's battery, on seeds no zoo has used, with robust suspects; the search
+    (configs/search.yaml) runs on the design seeds."""
+    from incriminate.organisms.zoo import entries
+
+    design, held = BenchConfig(), load_bench_config(CONFIGS / "heldout.yaml")
+    search = load_bench_config(CONFIGS / "search.yaml")
+    confirm = load_bench_config(CONFIGS / "heldout-search.yaml")
+    assert search.zoo.base_seeds == design.zoo.base_seeds
+    assert [b.name for b in confirm.batteries] == [*BATTERIES, "robust_targeted"]
+    (chosen,) = confirm.batteries[-1].configurations
+    assert chosen.name in {c.name for c in search.batteries[0].configurations}
+    assert confirm.methods == held.methods and confirm.alpha == held.alpha
+    assert confirm.zoo.build == held.zoo.build
+    spent = {0, 1, 101, 102, 103, 104, 105, 106}
+    assert not set(confirm.zoo.base_seeds) & spent
+    suspects = entries(confirm.zoo)
+    assert {e.cls for e in suspects if e.label == 1} == {"robust_schemer", "robust_direct"}
+    assert len([e for e in suspects if e.label == 0]) == 56
+
+
 def test_union_pools_every_configuration_once() -> None:
     a, b = BATTERIES.values()
     u = union((a, b.model_copy(update={"seeds": 5, "alpha": 0.01})))
