@@ -259,9 +259,33 @@ def plan_sweep(points: list[Point]) -> tuple[Any, list[Any]]:
     return plan, [plan_experiment(plan, p.cfg) for p in points]
 
 
+def artifact_versions() -> dict[str, int]:
+    """The current `version` input of each kind of store artifact that records one. An artifact
+    built under another version is stale: a run rebuilds it under a new key (and everything
+    downstream of it), so a dry run must not count it as done."""
+    from incriminate.audit.probe import PROBE_VERSION
+    from incriminate.audit.text import TEXT_VERSION
+    from incriminate.plan import organisms, runs, text, transcripts
+
+    return {
+        "evaluation": runs.EVALUATION_VERSION,
+        "probe_score": runs.PROBE_SCORE_VERSION,
+        "probe": PROBE_VERSION,
+        "persona": organisms.PERSONA_VERSION,
+        "text_sample": TEXT_VERSION,
+        "text_test": text.DIRECT_VERSION,
+        "cache_read": text.DIRECT_VERSION,
+        "transcripts": transcripts.VERSION,
+    }
+
+
 def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
     """Per stage kind: stages, how many are already done, and the estimated compute seconds of
-    the rest (the mean recorded time of finished stages of the same task, where any exist)."""
+    the rest (the mean recorded time of finished stages of the same task, where any exist).
+
+    A node is done when its record's artifacts are in the store, each built under the current
+    version of its kind (`artifact_versions`), and every node it depends on is done: a version
+    bump makes the stage and everything downstream of it count as to run."""
     from incriminate.plan.executors import NODES, recorded
 
     walls: dict[str, list[float]] = {}
@@ -271,14 +295,21 @@ def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
             walls.setdefault(rec["task"], []).append(float(rec["wall_s"]))
         except (OSError, ValueError, KeyError):
             continue
+    versions = artifact_versions()
     table: dict[str, dict[str, Any]] = {}
-    for node in plan.nodes.values():
+    done: set[str] = set()
+    for node in plan.nodes.values():  # insertion order is a dependency order
         row = table.setdefault(
             node.kind, {"kind": node.kind, "stages": 0, "done": 0, "to_run": 0, "estimate_s": 0.0}
         )
         row["stages"] += 1
         rec = recorded(store_root, node.id)
-        if rec is not None and _artifacts_exist(store_root, rec["result"]):
+        if (
+            rec is not None
+            and all(d in done for d in node.deps)
+            and _artifacts_exist(store_root, rec["result"], versions)
+        ):
+            done.add(node.id)
             row["done"] += 1
             continue
         row["to_run"] += 1
@@ -293,13 +324,22 @@ def dry_run(plan: Any, store_root: Path) -> list[dict[str, Any]]:
 _REF = re.compile(r"^[a-z_]+/[0-9a-f]{16}$")
 
 
-def _artifacts_exist(store_root: Path, result: Any) -> bool:
+def _artifacts_exist(store_root: Path, result: Any, versions: dict[str, int]) -> bool:
+    """Every artifact the result names is in the store, built under its kind's current version."""
     if isinstance(result, dict):
-        return all(_artifacts_exist(store_root, v) for v in result.values())
+        return all(_artifacts_exist(store_root, v, versions) for v in result.values())
     if isinstance(result, list):
-        return all(_artifacts_exist(store_root, v) for v in result)
+        return all(_artifacts_exist(store_root, v, versions) for v in result)
     if isinstance(result, str) and _REF.match(result):
-        return (store_root / result / "manifest.json").exists()
+        try:
+            manifest = json.loads((store_root / result / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return False
+        kind = result.split("/")[0]
+        if kind not in versions:
+            return True
+        inputs = manifest.get("inputs")
+        return isinstance(inputs, dict) and str(inputs.get("version")) == str(versions[kind])
     return True
 
 
