@@ -10,10 +10,13 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch lies on this machine's disk; install it before anything asks for torch.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# uv resolves and installs the whole pinned set in parallel (pip: one package at a time),
+	# with pip's indexes, local wheels and constraints (tools/uv_flags.py). torch==2.13.0 is the
+	# CPU build on this machine's disk, pinned in the same command so nothing pulls a CUDA build.
+	# Where uv cannot be had, pip does the same job, torch first.
+	$(BIN)/python -m pip install -q uv && $(BIN)/python -m uv pip install -q \
+	    --python $(BIN)/python $$($(BIN)/python tools/uv_flags.py) torch==2.13.0 -e ".[dev]" \
+	  || { $(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q -e ".[dev]"; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,8 +31,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples tools
+	$(BIN)/ruff format --check src tests benchmarks examples tools
 	$(BIN)/pyright
 	# the floors: no import runs up a floor or closes a cycle
 	$(BIN)/python -m pytest -q tests/test_layers.py
