@@ -18,9 +18,15 @@ from incriminate.plan.config import (
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 
-EXPERIMENTS = sorted(
-    p for p in CONFIGS.glob("*.yaml") if p.name not in ("bench.yaml", "heldout.yaml")
-)  # bench: its own test
+BENCHES = sorted(p for p in CONFIGS.glob("*.yaml") if "zoo" in yaml.safe_load(p.read_text()))
+EXPERIMENTS = sorted(set(CONFIGS.glob("*.yaml")) - set(BENCHES))
+
+
+@pytest.mark.parametrize("path", BENCHES, ids=lambda p: p.name)
+def test_every_shipped_bench_config_loads(path: Path):
+    from incriminate.plan.bench_config import load_bench_config
+
+    assert load_bench_config(path).zoo.base_seeds
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
