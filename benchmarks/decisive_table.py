@@ -1,7 +1,11 @@
 """The decisive table (issue 17): per misaligned class, ground truth, the direct baseline and each
 battery, from a finished bench.
 
-    python benchmarks/decisive_table.py RUN/bench.json [--configs] [--format json]
+    python benchmarks/decisive_table.py RUN/bench.json [MORE/bench.json ...] [--configs]
+        [--format json]
+
+Several bench.json files are pooled: their suspects, each with the decision its own bench made,
+form one table (the procedures every suspect has), as for two held-out zoos of the same rules.
 
 Per misaligned class: mean ground-truth deployment and honeypot discrimination of its teachers;
 then, per procedure (the full direct baseline and its parts, each battery the bench ran, and with
@@ -148,16 +152,23 @@ def markdown(entries: list[dict[str, Any]], procs: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The decisive table from a bench.json.")
-    parser.add_argument("bench", type=Path)
+    parser.add_argument("bench", type=Path, nargs="+", help="one bench.json, or several to pool")
     parser.add_argument("--configs", action="store_true", help="add each configuration alone")
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
     args = parser.parse_args(argv)
+    organisms: list[dict[str, Any]] = []
+    for path in args.bench:
+        try:
+            organisms += json.loads(path.read_text())["organisms"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"error: {path} is not a readable bench.json: {err}", file=sys.stderr)
+            return 2
+    bench = {"organisms": organisms}
     try:
-        bench = json.loads(args.bench.read_text())
         procs = procedures(bench, args.configs)
         entries = table(bench, args.configs)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
-        print(f"error: {args.bench} is not a readable bench.json: {err}", file=sys.stderr)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        print(f"error: the bench files do not make one table: {err}", file=sys.stderr)
         return 2
     if args.format == "json":
         print(json.dumps(entries, indent=1))

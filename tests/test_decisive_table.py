@@ -88,3 +88,14 @@ def test_cli_prints_markdown_and_json_and_refuses_a_broken_file(
     bad.write_text("{")
     assert decisive.main([str(bad)]) == 2
     assert "not a readable bench.json" in capsys.readouterr().err
+
+
+def test_several_benches_are_pooled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one, two = tmp_path / "a.json", tmp_path / "b.json"
+    one.write_text(json.dumps({"organisms": ROWS}))
+    two.write_text(json.dumps({"organisms": ROWS[:2]}))
+    assert decisive.main([str(one), str(two), "--format", "json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert (r["n"], r["direct"]["tpr"]["k"], r["direct"]["fpr"]["n"]) == (4, 2, 3)
+    assert decisive.main([str(one), str(tmp_path / "missing.json")]) == 2
+    assert "missing.json is not a readable bench.json" in capsys.readouterr().err
