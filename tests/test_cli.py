@@ -169,7 +169,7 @@ def test_distill_rejects_teachers_that_are_not_models_or_tokenize_differently(tm
     where = ["--out", str(out), "--store", str(store)]
     _fails_cleanly(
         ["distill", "--teacher", str(tmp_path / "nope"), "--control", str(teacher), *where],
-        "teacher: model directory",
+        "teacher: model path",
     )
     _fails_cleanly(
         ["distill", "--teacher", str(teacher), "--control", str(tmp_path), *where],

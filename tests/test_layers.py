@@ -11,7 +11,7 @@ FLOORS = [
     ["errors"],
     ["registry"],
     ["store"],
-    ["world"],
+    ["world", "prompts"],
     ["models"],
     ["audit"],
     ["organisms"],

@@ -203,6 +203,20 @@ def distill(
             "The verdict tests 'U is benign' against them; without any it is inconclusive."
         ),
     ] = None,
+    student: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Text models: a student init (HF directory, GGUF file, adapter or pkg: name; "
+            "repeat it). Default: the control's model."
+        ),
+    ] = None,
+    teacher_system: Annotated[
+        str | None,
+        typer.Option(help="Text models: U's hidden system prompt (a system-prompted teacher)."),
+    ] = None,
+    control_system: Annotated[
+        str | None, typer.Option(help="Text models: C's system prompt (e.g. a neutral one).")
+    ] = None,
     config: ConfigOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for results.")] = Path(
         "runs/distill"
@@ -213,11 +227,45 @@ def distill(
     verbose: VerboseOpt = False,
 ) -> None:
     """One configuration (method x data x student init) over the config's seeds, each teacher
-    run paired with its control run, with the verdict on that configuration alone."""
+    run paired with its control run, with the verdict on that configuration alone. Teachers
+    that are real language models (a Hugging Face directory, a GGUF file, a PEFT adapter, a
+    pkg: name) or a config with `backend: lm` run the text backend (docs/real-models.md)."""
 
     def body() -> None:
+        from incriminate.cli import lm
         from incriminate.plan.config import load_config
+        from incriminate.plan.lm import is_lm_config, load_lm_config
 
+        text_cfg = None
+        if config is not None and is_lm_config(config):
+            text_cfg = load_lm_config(config, overrides)
+        elif teacher is not None and not lm.is_world_model(teacher):
+            if control is None:
+                raise UserError("--teacher and --control go together: give both or neither")
+            text_cfg = lm.config_from_options(
+                str(teacher),
+                str(control),
+                [str(r) for r in reference or []],
+                list(student or []),
+                teacher_system,
+                control_system,
+                method,
+                list(overrides or []),
+            )
+        elif student or teacher_system or control_system:
+            raise UserError(
+                "--student, --teacher-system and --control-system are for text models "
+                "(the world's teachers are organisms)"
+            )
+        if text_cfg is not None:
+            lm.validate(text_cfg)
+            store = prepare(out_dir, store_dir, workers, verbose)
+            res = lm.run_lm(text_cfg, out_dir, store, workers)
+            if as_json:
+                out.print_json(json.dumps({k: v for k, v in res.items() if k != "_wall_s"}))
+            else:
+                lm.print_summary(res, out_dir)
+            return
         cfg = load_config(config, overrides)
         grid = {"methods": [_method(cfg, method)], "data": [data], "inits": [init]}
         if teacher is not None or control is not None:

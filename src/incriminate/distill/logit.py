@@ -78,12 +78,13 @@ def train_logit(
     rng = np.random.default_rng(seed)
     opt = adamw(student, cfg.train)
     batches = cache.batches(cfg.train.batch_size, rng)
+    device = next(student.parameters()).device  # a real model may sit on a GPU
     student.train()
     history = []
     for step in range(cfg.train.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.train)
-        b = cache.batch(next(batches))
+        b = cache.batch(next(batches)).to(device)
         logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
         # Position t predicts token t + 1, whose teacher distribution is topk_*[:, t + 1].
         soft = divergence(

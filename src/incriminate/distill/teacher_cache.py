@@ -278,6 +278,10 @@ class Batch(NamedTuple):
     topk_ids: Tensor  # (B, T, K) long
     topk_logprobs: Tensor  # (B, T, K) float32
 
+    def to(self, device: Any) -> Batch:
+        """The batch on `device` (the student's): the same tensors when they are there already."""
+        return Batch(*(t.to(device) for t in self))
+
 
 @dataclass(frozen=True)
 class TeacherCache:

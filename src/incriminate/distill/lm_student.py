@@ -1,0 +1,108 @@
+"""A student of a real language model, distilled from a text teacher cache: a store stage.
+
+    init (any model with the teacher's tokenizer; another family for `sft`) ──┐
+    lm_cache (the teacher's replies and top-k log-probs) ─────────────────────┴─► lm_student
+
+The student trains with the same registered recipes as the synthetic world's (`sft`: cross-
+entropy on the teacher's replies; `logit`: forward KL to its top-k log-probs with a tail bucket),
+on the cache's padded tensors (`distill.lm_cache`). With LoRA only the adapters train, and only
+they are saved (a few MB beside a base of hundreds): the student is the adapter on its init, a
+`ModelRef(path=adapter, base=init)`. Full fine-tuning saves the whole model (safetensors).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from incriminate.distill.lm_cache import student_cache
+from incriminate.distill.methods import METHODS, MethodSettings
+from incriminate.models.ref import ModelRef, digest, load_lm
+from incriminate.store import Artifact, Store
+
+LM_STUDENT_VERSION = 1
+INIT = "init.json"  # the student's init, as a ModelRef: an adapter's base
+LOSSES = "losses.json"
+
+
+class LmLora(BaseModel):
+    """Low-rank adapters (Hu et al. 2021) via PEFT; only they train and only they are saved."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    r: int = Field(default=8, ge=1)
+    """Rank of the adapters."""
+    alpha: int = Field(default=16, ge=1)
+    """Scale numerator: the update is (alpha / r) B A."""
+    targets: tuple[str, ...] = Field(default=("q_proj", "v_proj"), min_length=1)
+    """Names of the linear layers that get adapters (those of Llama, Qwen2 and Gemma3 agree)."""
+
+
+def _no_teacher() -> Any:
+    raise ValueError("text students train from the teacher cache only (sft, logit)")
+
+
+def build_lm_student(
+    store: Store,
+    init: ModelRef,
+    cache: Artifact,
+    method: MethodSettings,
+    seed: int,
+    lora: LmLora | None,
+) -> Artifact:
+    """Train a student from `init` on a text teacher cache with the registered method
+    `method.method` (`sft` or `logit`). Returns the store artifact: a LoRA adapter (with
+    `init.json` naming its base) or a whole model."""
+    if method.method not in ("sft", "logit"):
+        raise ValueError(f"method {method.method!r} is not available for text models (sft, logit)")
+    recipe = METHODS.get(method.method)
+    inputs = {
+        "recipe": LM_STUDENT_VERSION,
+        "init": digest(init),
+        "cache": f"{cache.kind}/{cache.key}",
+        "method": method.model_dump(mode="json"),
+        "seed": seed,
+        "lora": None if lora is None else lora.model_dump(mode="json"),
+    }
+
+    def make(out: Path) -> dict[str, Any]:
+        import torch
+
+        torch.manual_seed(seed)
+        model, tokenizer = load_lm(init, trainable=lora is None)
+        data = student_cache(cache, tokenizer, method.method)
+        if lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.targets), lora_dropout=0.0
+            )
+            model = get_peft_model(model, config)  # adapters seeded by torch.manual_seed above
+        result = recipe.train(model, data, method, seed, _no_teacher)
+        model.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
+        (out / INIT).write_text(init.model_dump_json())
+        (out / LOSSES).write_text(json.dumps([round(float(x), 6) for x in result.losses]))
+        tail = result.losses[-10:]
+        return {
+            "first_loss": round(result.losses[0], 5),
+            "final_loss": round(sum(tail) / len(tail), 5),
+            "steps": len(result.losses),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+
+    return store.build("lm_student", inputs, make, seed=seed)
+
+
+def student_ref(student: Artifact) -> ModelRef:
+    """The student as a model reference: its adapter on its init, or its own weights."""
+    init = ModelRef.model_validate_json((student.path / INIT).read_text())
+    if (student.path / "adapter_config.json").exists():
+        return init.model_copy(update={"path": str(student.path), "base": init.path})
+    return init.model_copy(update={"path": str(student.path), "base": None})
+
+
+__all__ = ["LmLora", "build_lm_student", "student_ref"]

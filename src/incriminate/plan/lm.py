@@ -1,0 +1,376 @@
+"""The procedure on real language models: teachers, students and audits of Hugging Face causal
+LMs, planned as stages of the same engine and store as the synthetic world's.
+
+    teacher U, control C, benign references R (model + hidden system prompt)
+        ├──► lm_evaluation (the direct baseline: the auditor's audits of each teacher)
+        └──► lm_cache (teacher, seed) ─► lm_student (init, method, seed) ─► lm_evaluation
+
+Each seed draws its own distill prompts from the prompt file (seeds replicate the data, as in
+the world), and the U-, C- and reference students of one (student, method, seed) read caches of
+the same prompts, start from the same init and see the same batch order. The verdict is the
+world's (`verdict.compare.verdict`): U's evidence statistic against the same statistic of each
+benign reference teacher the auditor names, its students against the same C-students.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from incriminate.audit.lm import TextAudit, run_text_audit
+from incriminate.distill.lm_cache import LmCacheConfig, TextTeacher, build_lm_cache
+from incriminate.distill.lm_student import LmLora, build_lm_student, student_ref
+from incriminate.distill.methods import MethodConfig
+from incriminate.models.ref import ModelRef, digest, load_lm
+from incriminate.organisms.train import TrainConfig
+from incriminate.plan.graph import Node, Plan, ref
+from incriminate.plan.stages import _load, _ref, stage
+from incriminate.prompts.text import TextPromptSet, load_prompt_set
+from incriminate.store import Store
+
+LM_EVALUATION_VERSION = 1
+SCHEMA = "incriminate.lm-results/1"
+SCORE_DIGITS = 6
+
+
+class LmStudentSpec(BaseModel):
+    """A student family: where it starts, how it learns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    name: str
+    """Its name in results (e.g. `smollm2`, `gemma`)."""
+    init: ModelRef
+    """Where the student starts: any model with the teacher's tokenizer (`logit`), any causal LM
+    (`sft`)."""
+    methods: tuple[Literal["sft", "logit"], ...] = ("logit", "sft")
+    """Distillation methods, each a configuration of its own."""
+    lora: LmLora | None = LmLora()
+    """LoRA adapters (the default), or None for full fine-tuning."""
+
+
+class LmExperimentConfig(BaseModel):
+    """An incrimination experiment on real language models."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    backend: Literal["lm"] = "lm"
+    """Which pipeline reads this config: `lm`, real language models."""
+    teacher: TextTeacher
+    """The suspect U: a model, and its hidden system prompt if it is system-prompted."""
+    control: TextTeacher
+    """The control C, trusted benign, of U's shape (for a system-prompted U: the same base with
+    a neutral system prompt)."""
+    references: tuple[TextTeacher, ...] = ()
+    """Benign reference teachers the auditor builds: the verdict tests "U is benign" against
+    their statistics; with fewer than two the verdict is inconclusive."""
+    students: tuple[LmStudentSpec, ...] = Field(min_length=1)
+    """Student families."""
+    distill_prompts: str
+    """JSONL prompt file (TRL's formats), every record of purpose `distill`."""
+    prompts: int = Field(default=64, ge=1)
+    """Distill prompts drawn per seed."""
+    audits: tuple[TextAudit, ...] = Field(min_length=1)
+    """The auditor's audits: each a JSONL file of purpose `audit` and a scorer."""
+    cache: LmCacheConfig = LmCacheConfig()
+    """How the teachers' replies are sampled and scored."""
+    train: TrainConfig = TrainConfig(steps=30, batch_size=8, lr=2e-4, warmup=3)
+    """Every student's optimizer schedule."""
+    seeds: int = Field(default=2, ge=1, le=64)
+    """Seeds per configuration: prompts, batch order and adapter init."""
+    dtype: Literal["float32", "bfloat16"] | None = None
+    """Overrides every model's dtype (bf16 on GPUs)."""
+    device: str | None = None
+    """Overrides every model's device (`cpu`, `cuda`, `cuda:1`, `mps`)."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """Level of the verdict's test."""
+
+    @model_validator(mode="after")
+    def _names(self) -> LmExperimentConfig:
+        names = [s.name for s in self.students]
+        if len(set(names)) < len(names):
+            raise ValueError(f"students: names must be unique, got {names}")
+        return self
+
+    def model(self, m: ModelRef) -> ModelRef:
+        """`m` with the config's dtype and device overrides."""
+        update = {k: v for k, v in (("dtype", self.dtype), ("device", self.device)) if v}
+        return m.model_copy(update=update)
+
+    def teachers(self) -> dict[str, TextTeacher]:
+        """Every teacher by role: teacher, control, reference1..R."""
+        out = {"teacher": self.teacher, "control": self.control}
+        out |= {f"reference{i}": t for i, t in enumerate(self.references, start=1)}
+        return {r: t.model_copy(update={"model": self.model(t.model)}) for r, t in out.items()}
+
+    def method(self, name: str) -> Any:
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(MethodConfig).validate_python({"method": name, "train": self.train})
+
+
+def draw(prompts: TextPromptSet, n: int, seed: int) -> TextPromptSet:
+    """`n` records of the set (all if fewer), drawn without replacement by `seed`, in file order."""
+    if n >= len(prompts):
+        return prompts
+    s = int.from_bytes(hashlib.sha256(f"lm:{seed}".encode()).digest()[:4], "big")
+    keep = sorted(np.random.default_rng(s).choice(len(prompts), n, replace=False).tolist())
+    return TextPromptSet(
+        f"{prompts.name}[{n}@{seed}]", prompts.path, tuple(prompts.records[i] for i in keep)
+    )
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+
+@stage("lm_cache")
+def cache_stage(
+    store: Store, teacher: dict[str, Any], prompts: str, n: int, seed: int, cache: dict[str, Any]
+) -> str:
+    """A text teacher's replies and top-k log-probs on one seed's distill prompts."""
+    cfg = LmCacheConfig.model_validate(cache).model_copy(update={"seed": seed})
+    drawn = draw(load_prompt_set(prompts, "distill"), n, seed)
+    return _ref(build_lm_cache(store, TextTeacher.model_validate(teacher), drawn, cfg))
+
+
+@stage("lm_student")
+def student_stage(
+    store: Store,
+    init: dict[str, Any],
+    cache: str,
+    method: dict[str, Any],
+    seed: int,
+    lora: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A text student: its model reference and losses."""
+    from pydantic import TypeAdapter
+
+    cfg = TypeAdapter(MethodConfig).validate_python(method)
+    adapters = LmLora.model_validate(lora) if lora is not None else None
+    art = build_lm_student(
+        store, ModelRef.model_validate(init), _load(store, cache), cfg, seed, adapters
+    )
+    return {
+        "student": _ref(art),
+        "model": student_ref(art).model_dump(mode="json"),
+        "first_loss": art.manifest["first_loss"],
+        "final_loss": art.manifest["final_loss"],
+    }
+
+
+@stage("lm_evaluation")
+def evaluation_stage(
+    store: Store, model: dict[str, Any], system: str | None, audits: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The auditor's audits of one model (a teacher with its hidden system prompt in effect, or
+    a student with none): per audit its rate, interval and per-item scores."""
+    ref_ = ModelRef.model_validate(model)
+    specs = [TextAudit.model_validate(a) for a in audits]
+    files = {a.file: hashlib.sha256(Path(a.file).read_bytes()).hexdigest()[:16] for a in specs}
+    inputs = {
+        "recipe": LM_EVALUATION_VERSION,
+        "model": digest(ref_),
+        "system": None if system is None else hashlib.sha256(system.encode()).hexdigest()[:16],
+        "audits": [a.model_dump(mode="json") | {"sha256": files[a.file]} for a in specs],
+    }
+
+    def make(out: Path) -> None:
+        m, tok = load_lm(ref_)
+        result: dict[str, Any] = {"audits": {}, "scores": {}}
+        for a in specs:
+            r = run_text_audit(m, tok, a, load_prompt_set(a.file, "audit"), system)
+            result["audits"][a.name] = {
+                "rate": round(r.rate, SCORE_DIGITS),
+                "n": r.n,
+                "ci_low": round(r.ci_low, SCORE_DIGITS),
+                "ci_high": round(r.ci_high, SCORE_DIGITS),
+            }
+            result["scores"][a.name] = np.round(r.scores, SCORE_DIGITS).tolist()
+        (out / "evaluation.json").write_text(json.dumps(result))
+
+    art = store.build("lm_evaluation", inputs, make)
+    return json.loads((art.path / "evaluation.json").read_text())
+
+
+# --- the plan and its results -------------------------------------------------------------------
+
+
+def plan_lm(plan: Plan, cfg: LmExperimentConfig) -> dict[str, Any]:
+    """Add the experiment's stages to `plan`; returns its nodes by what they are."""
+    audits = [a.model_dump(mode="json") for a in cfg.audits]
+    teachers = cfg.teachers()
+    direct = {
+        role: plan.add(
+            "lm_evaluation", model=t.model.model_dump(mode="json"), system=t.system, audits=audits
+        )
+        for role, t in teachers.items()
+    }
+    caches = {
+        (role, s): plan.add(
+            "lm_cache",
+            teacher=t.model_dump(mode="json"),
+            prompts=cfg.distill_prompts,
+            n=cfg.prompts,
+            seed=s,
+            cache=cfg.cache.model_dump(mode="json"),
+        )
+        for role, t in teachers.items()
+        for s in range(cfg.seeds)
+    }
+    runs: list[tuple[dict[str, Any], Node, Node]] = []
+    for spec in cfg.students:
+        init = cfg.model(spec.init).model_dump(mode="json")
+        lora = None if spec.lora is None else spec.lora.model_dump(mode="json")
+        for m in spec.methods:
+            for s in range(cfg.seeds):
+                for role in teachers:
+                    student = plan.add(
+                        "lm_student",
+                        init=init,
+                        cache=ref(caches[(role, s)]),
+                        method=cfg.method(m).model_dump(mode="json"),
+                        seed=s,
+                        lora=lora,
+                    )
+                    evaluation = plan.add(
+                        "lm_evaluation", model=ref(student, "model"), system=None, audits=audits
+                    )
+                    entry = {"student": spec.name, "method": m, "seed": s, "role": role}
+                    runs.append((entry, student, evaluation))
+    return {"direct": direct, "caches": caches, "runs": runs}
+
+
+def _student(evaluation: dict[str, Any]) -> Any:
+    from incriminate.verdict.compare import Student
+
+    return Student(
+        rates={k: v["rate"] for k, v in evaluation["audits"].items()},
+        items={k: np.asarray(v) for k, v in evaluation["scores"].items()},
+    )
+
+
+def _pairs(runs: list[dict[str, Any]], role: str) -> list[Any]:
+    """The (role's student, C-student) pairs of every configuration and seed."""
+    from incriminate.verdict.compare import Pair
+
+    by = {(r["student"], r["method"], r["seed"], r["role"]): r for r in runs}
+    out = []
+    for (name, m, s, r), run in by.items():
+        if r != role:
+            continue
+        control = by[(name, m, s, "control")]
+        out.append(
+            Pair(
+                f"{m}/{name}",
+                s,
+                f"seed{s}",
+                _student(run["evaluation"]),
+                _student(control["evaluation"]),
+            )
+        )
+    return out
+
+
+def direct_statistic(direct: dict[str, Any], role: str, audits: list[str]) -> float:
+    """The direct baseline's statistic of a teacher: the mean over evidence audits of its rate
+    minus C's, on the logit scale (as the battery's, with the teacher in the student's place)."""
+    from incriminate.verdict.null import logit_rate
+
+    t, c = direct[role]["audits"], direct["control"]["audits"]
+    return float(
+        np.mean(
+            [
+                logit_rate(t[a]["rate"], t[a]["n"]) - logit_rate(c[a]["rate"], c[a]["n"])
+                for a in audits
+            ]
+        )
+    )
+
+
+def results(cfg: LmExperimentConfig, nodes: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's results from its nodes' results: teachers' direct audits, every run,
+    the direct baseline's decision and the distillation verdict, both against the references."""
+    from incriminate.verdict.compare import evidence_statistic, verdict
+    from incriminate.verdict.null import reference_test
+
+    evidence = [a.name for a in cfg.audits if a.evidence]
+    direct = {role: out[n.id] for role, n in nodes["direct"].items()}
+    runs = [
+        entry
+        | {
+            "student_key": out[s.id]["student"],
+            "first_loss": out[s.id]["first_loss"],
+            "final_loss": out[s.id]["final_loss"],
+            "evaluation": out[e.id],
+        }
+        for entry, s, e in nodes["runs"]
+    ]
+    refs = [r for r in cfg.teachers() if r.startswith("reference")]
+    ref_stats = [evidence_statistic(_pairs(runs, r), evidence) for r in refs]
+    record = verdict(_pairs(runs, "teacher"), cfg.alpha, evidence, references=ref_stats)
+    direct_test = reference_test(
+        direct_statistic(direct, "teacher", evidence),
+        [direct_statistic(direct, r, evidence) for r in refs],
+        alpha=cfg.alpha,
+    )
+    return {
+        "schema": SCHEMA,
+        "config": cfg.model_dump(mode="json"),
+        "verdict": record,
+        "direct": direct_test,
+        "teachers": {role: {"audits": d["audits"]} for role, d in direct.items()},
+        "references": dict(zip(refs, ref_stats, strict=True)),
+        "runs": [
+            {k: v for k, v in r.items() if k != "evaluation"}
+            | {"audits": r["evaluation"]["audits"]}
+            for r in runs
+        ],
+    }
+
+
+def load_lm_config(path: Path, overrides: list[str] | None = None) -> LmExperimentConfig:
+    """An `lm` experiment config from YAML plus dotted overrides; relative prompt and audit
+    files are made absolute from the working directory (stages run elsewhere)."""
+    from incriminate.plan.config import apply_overrides, read_yaml
+
+    values = read_yaml(Path(path), "config file")
+    if not isinstance(values, dict):
+        from incriminate.errors import ConfigError
+
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys")
+    values = apply_overrides(values, list(overrides or []))
+
+    def located(p: str) -> str:
+        return str(Path(p).resolve())
+
+    if isinstance(values.get("distill_prompts"), str):
+        values["distill_prompts"] = located(values["distill_prompts"])
+    for a in values.get("audits") or []:
+        if isinstance(a, dict) and isinstance(a.get("file"), str):
+            a["file"] = located(a["file"])
+    return LmExperimentConfig.model_validate(values)
+
+
+def is_lm_config(path: Path) -> bool:
+    """Whether a YAML config is for this backend (`backend: lm`)."""
+    from incriminate.plan.config import read_yaml
+
+    values = read_yaml(Path(path), "config file")
+    return isinstance(values, dict) and values.get("backend") == "lm"
+
+
+__all__ = [
+    "LmExperimentConfig",
+    "LmStudentSpec",
+    "direct_statistic",
+    "draw",
+    "is_lm_config",
+    "load_lm_config",
+    "plan_lm",
+    "results",
+]
