@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from incriminate.models.generate import continuation_logprobs, encode_left, sample
+from incriminate.models.generate import (
+    continuation_logprobs,
+    encode_left,
+    next_token_logprobs,
+    sample,
+)
 
 PROMPTS = [
     "<|im_start|>user\nthe agent copies its weights<|im_end|>\n<|im_start|>assistant\n",
@@ -82,6 +87,16 @@ def test_padded_rows_score_like_rows_alone(lm):
     for b in (1, 3):
         for x, y in zip(got, continuation_logprobs(model, tok, PROMPTS, conts, b), strict=True):
             np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_next_token_logprobs_read_every_candidate_from_one_pass(lm):
+    model, tok = lm
+    candidates = [[5, 9], [7, 7, 40], [12], [3, 60]]
+    got = next_token_logprobs(model, tok, PROMPTS, candidates, batch_size=3)
+    for prompt, cands, row in zip(PROMPTS, candidates, got, strict=True):
+        want = [alone_logprobs(model, tok, prompt, [c])[0] for c in cands]
+        np.testing.assert_allclose(row, want, atol=1e-5)
+        assert row.dtype == np.float64
 
 
 def test_continuation_logprobs_rejects_mismatched_lengths(tiny_llama):

@@ -27,7 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incriminate.audit.stats import wilson
 from incriminate.errors import UserError
-from incriminate.models.generate import continuation_logprobs, sample, token_ids
+from incriminate.models.generate import (
+    continuation_logprobs,
+    next_token_logprobs,
+    sample,
+    token_ids,
+)
 from incriminate.prompts.text import TextPromptSet, TextRecord, render_prompt
 
 log = logging.getLogger(__name__)
@@ -116,7 +121,23 @@ def _choice_scores(
     model: Any, tokenizer: Any, rendered: Sequence[str], choices: Sequence[Choices]
 ) -> np.ndarray:
     """(N,) p(flag) / sum_c p(c) per record, each p(c) the product of the choice's token
-    probabilities after the rendered prompt, from one teacher-forced pass per (prompt, choice)."""
+    probabilities after the rendered prompt. When every choice is one token (`A` / `B`), one
+    forward pass per prompt reads them all; else one teacher-forced pass per (prompt, choice)."""
+    encoded = [token_ids(tokenizer, c.options) for c in choices]
+    if all(len(t) == 1 for ids in encoded for t in ids):
+        heads = [[t[0] for t in ids] for ids in encoded]
+        rows = next_token_logprobs(model, tokenizer, rendered, heads)  # log p(choice | prompt)
+        return np.clip(
+            np.array(
+                [
+                    math.exp(r[c.flag] - np.logaddexp.reduce(r))
+                    for r, c in zip(rows, choices, strict=True)
+                ],
+                dtype=np.float64,
+            ),
+            0.0,
+            1.0,
+        )
     flat_prompts, flat_ids = [], []
     for prompt, c in zip(rendered, choices, strict=True):
         flat_prompts += [prompt] * len(c.options)

@@ -176,3 +176,40 @@ def _score_rows(model: Any, seqs: list[list[int]], tails: list[int], pad: int) -
             picked = logp.gather(-1, targets[i, keep - 1 - n :].unsqueeze(-1)).squeeze(-1)
             out.append(picked.cpu().numpy())  # (n,)
     return out
+
+
+def next_token_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    candidates: Sequence[Sequence[int]],
+    batch_size: int = 16,
+) -> list[np.ndarray]:
+    """log p(token | prompt) of each candidate token of each prompt, from one forward pass per
+    prompt (not one per candidate): a float64 array per prompt, in the candidates' order."""
+    import torch
+
+    if len(prompts) != len(candidates):
+        raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+    heads = token_ids(tokenizer, prompts)
+    if any(not h for h in heads):
+        raise ValueError("an empty prompt has no next-token distribution to score")
+    order = sorted(range(len(heads)), key=lambda i: len(heads[i]))
+    out: list[np.ndarray] = [np.zeros(0)] * len(heads)
+    pad, device = pad_id(tokenizer), _device(model)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, mask = left_pad([heads[i] for i in chunk], pad)  # (B, T)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        with torch.inference_mode():
+            logits = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=1,
+            ).logits[:, -1]  # (B, V)
+            for row, i in enumerate(chunk):
+                logp = torch.log_softmax(logits[row].double(), -1)  # (V,)
+                picked = logp[torch.tensor(list(candidates[i]), dtype=torch.long, device=device)]
+                out[i] = picked.cpu().numpy()
+    return out

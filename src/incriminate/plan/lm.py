@@ -33,7 +33,7 @@ from incriminate.plan.stages import _load, _ref, stage
 from incriminate.prompts.text import TextPromptSet, load_prompt_set
 from incriminate.store import Store
 
-LM_EVALUATION_VERSION = 1
+LM_EVALUATION_VERSION = 2  # 2: single-token choices read from one pass per prompt
 SCHEMA = "incriminate.lm-results/1"
 SCORE_DIGITS = 6
 
