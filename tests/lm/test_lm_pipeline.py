@@ -254,3 +254,26 @@ def test_a_malformed_prompt_line_is_named(tmp_path, files, tiny_llama, tiny_othe
     assert r.returncode == 2, r.stderr
     assert "line 4" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_student_without_a_chat_template_is_one_line(tmp_path, files, tiny_llama, tiny_plain):
+    cfg = _config(files, tiny_llama, tiny_plain)
+    cfg["students"] = [{"name": "plain", "init": {"path": str(tiny_plain)}, "methods": ["sft"]}]
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    args = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "store")]
+    r = _run("distill", "--config", str(path), *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "student plain" in r.stderr and "chat template" in r.stderr
+    assert not (tmp_path / "out").exists()
+    # the same base with a template given in its reference trains (ChatML, named)
+    cfg["students"][0]["init"]["chat_template"] = "chatml"
+    cfg["students"][0]["lora"] = None
+    cfg |= {"seeds": 1, "references": []}
+    path.write_text(yaml.safe_dump(cfg))
+    r = _run("distill", "--config", str(path), *args, "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["verdict"]["decision"] == "inconclusive"  # no references: no test of "U is benign"
+    assert {r["role"] for r in res["runs"]} == {"teacher", "control"}

@@ -88,7 +88,7 @@ def validate(cfg: Any) -> None:
     nothing is written: every model opens (its config and tokenizer, not the weights), the
     prompt files load with the leakage guard, and `logit` students share U's tokenizer."""
     from incriminate.models.ref import kind_of, load_tokenizer, same_tokenizer
-    from incriminate.prompts.text import check_disjoint, load_prompt_set
+    from incriminate.prompts.text import check_disjoint, load_prompt_set, render_prompt
 
     models = [(role, t.model) for role, t in cfg.teachers().items()]
     models += [(f"student {s.name}", s.init) for s in cfg.students]
@@ -107,10 +107,19 @@ def validate(cfg: Any) -> None:
                 f"student {s.name}: its tokenizer differs from the teacher's: logit distillation "
                 "reads the teacher's log-probs over its own vocabulary (use sft across tokenizers)"
             )
-    check_disjoint(
-        load_prompt_set(cfg.distill_prompts, "distill"),
-        [load_prompt_set(a.file, "audit") for a in cfg.audits],
-    )
+    distill = load_prompt_set(cfg.distill_prompts, "distill")
+    audits = [load_prompt_set(a.file, "audit") for a in cfg.audits]
+    check_disjoint(distill, audits)
+    # Every model reads chat prompts (a teacher with its system prompt): one without a chat
+    # template where one is needed fails here, not in a stage minutes later.
+    systems = {role: t.system for role, t in cfg.teachers().items()}
+    firsts = [distill.records[0], *(ps.records[0] for ps in audits if len(ps))]
+    for role, tok in tokenizers.items():
+        for record in firsts:
+            try:
+                render_prompt(tok, record, systems.get(role))
+            except UserError as e:
+                raise UserError(f"{role}: {e}") from None
 
 
 def run_lm(cfg: Any, out_dir: Path, store: Any, workers: int) -> dict[str, Any]:
