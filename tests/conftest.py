@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Converted and assembled weights (real LMs) go to a folder of this session, not the user's
+# cache; set before any test module builds the environment of its subprocesses.
+os.environ.setdefault("INCRIMINATE_CACHE", tempfile.mkdtemp(prefix="incriminate-cache-"))
 
 
 def tiny_config(**overrides):
@@ -95,3 +100,50 @@ def tiny_distill(tmp_path_factory: pytest.TempPathFactory):
         for n, seed in ((400, 0), (200, 1))
     ]
     return cfg, store, teacher, student, *caches
+
+
+# --- the text backend (tests/lm): tiny model directories built once per session ----------
+
+
+def _lm_tiny() -> Any:
+    """The module `tests/lm/lm_tiny.py`, imported by the name its tests import it by (one
+    module, one trained tokenizer for the whole session)."""
+    import importlib
+    import sys
+
+    here = str(Path(__file__).parent / "lm")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module("lm_tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _lm_tiny().save_tiny(tmp_path_factory.mktemp("tiny") / "llama", "llama", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same architecture and tokenizer as `tiny_llama`, other weights."""
+    return _lm_tiny().save_tiny(tmp_path_factory.mktemp("tiny") / "llama1", "llama", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _lm_tiny().save_tiny(tmp_path_factory.mktemp("tiny") / "qwen2", "qwen2", seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose tokenizer has no chat template."""
+    return _lm_tiny().save_tiny(
+        tmp_path_factory.mktemp("tiny") / "plain", "llama", 3, chat_template=False
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_other_vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with another tokenizer (a smaller BPE vocabulary)."""
+    return _lm_tiny().save_tiny(
+        tmp_path_factory.mktemp("tiny") / "vocab", "llama", 4, vocab_size=280
+    )
