@@ -163,3 +163,12 @@ def save_tiny(
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
     return out
+
+
+def load(path: Path) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer padding on the left) of a tiny model directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.padding_side = "left"
+    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), tokenizer

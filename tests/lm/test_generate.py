@@ -4,12 +4,12 @@ and replies stop at eos."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from lm_tiny import load
 
 from incriminate.models.generate import (
     continuation_logprobs,
@@ -36,14 +36,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def load(path: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    tokenizer.padding_side = "left"
-    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), tokenizer
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2"])

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from lm_tiny import load
 from pydantic import ValidationError
 
 from incriminate.audit.lm import TextAudit, TextAuditResult, run_text_audit
@@ -38,14 +39,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def load(path: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    tokenizer.padding_side = "left"
-    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), tokenizer
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
