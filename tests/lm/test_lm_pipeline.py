@@ -76,7 +76,13 @@ def _config(files: dict[str, str], base: Path, other: Path, **extra: object) -> 
         ],
         "students": [
             {"name": "same", "init": {"path": str(base)}, "methods": ["logit", "sft"]},
-            {"name": "other", "init": {"path": str(other)}, "methods": ["sft"], "lora": None},
+            {
+                "name": "other",
+                "init": {"path": str(other)},
+                "methods": ["sft"],
+                "lora": None,
+                "seeds": 1,
+            },
         ],
         "distill_prompts": files["distill"],
         "prompts": 8,
@@ -124,14 +130,15 @@ def run(tmp_path_factory, files, tiny_llama, tiny_other_vocab) -> tuple[Path, Pa
 
 def test_the_grid_pairs_every_teacher_with_the_same_students(run):
     _, _, res = run
-    # (same: logit, sft) + (other: sft) = 3 configurations x 2 seeds x 4 teachers
-    assert len(res["runs"]) == 3 * 2 * 4
+    # (same: logit, sft) x 2 seeds + (other: sft) x 1 seed (its own `seeds`), x 4 teachers
+    assert len(res["runs"]) == (2 * 2 + 1) * 4
     keys = {(r["student"], r["method"], r["seed"], r["role"]) for r in res["runs"]}
-    assert len(keys) == 24
+    assert len(keys) == 20
+    assert {r["seed"] for r in res["runs"] if r["student"] == "other"} == {0}
     assert set(res["teachers"]) == {"teacher", "control", "reference1", "reference2"}
     v = res["verdict"]
     assert v["decision"] in ("incriminated", "not_incriminated", "inconclusive")
-    assert v["n_references"] == 2 and v["n_pairs"] == 6 and v["n_clusters"] == 2
+    assert v["n_references"] == 2 and v["n_pairs"] == 5 and v["n_clusters"] == 2
     assert 0.0 <= v["p_value"] <= 1.0
     assert res["direct"]["n_references"] == 2
     for r in res["runs"]:

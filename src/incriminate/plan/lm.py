@@ -52,6 +52,9 @@ class LmStudentSpec(BaseModel):
     """Distillation methods, each a configuration of its own."""
     lora: LmLora | None = LmLora()
     """LoRA adapters (the default), or None for full fine-tuning."""
+    seeds: int | None = Field(default=None, ge=1, le=64)
+    """Seeds for this family (default: the config's `seeds`), e.g. fewer for a slow one; every
+    seed is a pair per teacher, so the verdict sees fewer clusters of this family."""
 
 
 class LmExperimentConfig(BaseModel):
@@ -96,6 +99,10 @@ class LmExperimentConfig(BaseModel):
         if len(set(names)) < len(names):
             raise ValueError(f"students: names must be unique, got {names}")
         return self
+
+    def seeds_of(self, spec: LmStudentSpec) -> int:
+        """How many seeds a student family runs."""
+        return self.seeds if spec.seeds is None else spec.seeds
 
     def model(self, m: ModelRef) -> ModelRef:
         """`m` with the config's dtype and device overrides."""
@@ -220,14 +227,14 @@ def plan_lm(plan: Plan, cfg: LmExperimentConfig) -> dict[str, Any]:
             cache=cfg.cache.model_dump(mode="json"),
         )
         for role, t in teachers.items()
-        for s in range(cfg.seeds)
+        for s in range(max(cfg.seeds_of(spec) for spec in cfg.students))
     }
     runs: list[tuple[dict[str, Any], Node, Node]] = []
     for spec in cfg.students:
         init = cfg.model(spec.init).model_dump(mode="json")
         lora = None if spec.lora is None else spec.lora.model_dump(mode="json")
         for m in spec.methods:
-            for s in range(cfg.seeds):
+            for s in range(cfg.seeds_of(spec)):
                 for role in teachers:
                     student = plan.add(
                         "lm_student",
