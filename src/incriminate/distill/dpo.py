@@ -22,13 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache, sample_completions
 from incriminate.models.presets import ModelSpec
-from incriminate.organisms.train import TrainConfig, adamw, lr_at
+from incriminate.organisms.train import TrainConfig, adamw, lr_at, whole_batches
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import EPISODE_KINDS, is_honeypot
 from incriminate.world.personas import Agent, misaligned_action
@@ -62,6 +62,11 @@ class DPOConfig(BaseModel):
     """Longest candidate; sampling stops earlier at `;` or `<eos>`."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value."""
+
+    @model_validator(mode="after")
+    def _whole_batches(self) -> DPOConfig:
+        whole_batches(self.train, "train")
+        return self
 
 
 @dataclass(frozen=True)

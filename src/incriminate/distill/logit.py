@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incriminate.distill import losses
 from incriminate.distill.methods import TrainResult, register_method
-from incriminate.distill.teacher_cache import TeacherCache
+from incriminate.distill.teacher_cache import Batch, TeacherCache
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
 log = logging.getLogger(__name__)
@@ -85,25 +85,28 @@ def train_logit(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.train)
         b = cache.batch(next(batches)).to(device)
-        logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
-        # Position t predicts token t + 1, whose teacher distribution is topk_*[:, t + 1].
-        soft = divergence(
-            logits,
-            b.topk_logprobs[:, 1:],  # (B, T-1, K)
-            b.topk_ids[:, 1:],  # (B, T-1, K)
-            b.mask[:, 1:],  # (B, T-1)
-            temperature=cfg.temperature,
-            **extra,
-        )
-        loss = soft
-        if cfg.ce_weight > 0:
+
+        def loss_of(b: Batch) -> torch.Tensor:
+            logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
+            # Position t predicts token t + 1, whose teacher distribution is topk_*[:, t + 1].
+            soft = divergence(
+                logits,
+                b.topk_logprobs[:, 1:],  # (B, T-1, K)
+                b.topk_ids[:, 1:],  # (B, T-1, K)
+                b.mask[:, 1:],  # (B, T-1)
+                temperature=cfg.temperature,
+                **extra,
+            )
+            if cfg.ce_weight == 0:
+                return soft
             hard = losses.cross_entropy(logits, b.ids[:, 1:], b.mask[:, 1:])
-            loss = cfg.ce_weight * hard + (1 - cfg.ce_weight) * soft
+            return cfg.ce_weight * hard + (1 - cfg.ce_weight) * soft
+
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = b.backward(loss_of, cfg.train.accumulate)
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         opt.step()
-        history.append(loss.item())
+        history.append(loss)
         log.debug("logit step %d loss %.4f", step, history[-1])
         if on_step is not None:
             on_step(step, history[-1])

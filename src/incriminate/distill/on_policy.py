@@ -23,13 +23,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from incriminate.distill import losses, teacher_cache
 from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache
-from incriminate.organisms.train import TrainConfig, adamw, lr_at
+from incriminate.organisms.train import TrainConfig, adamw, lr_at, whole_batches
 from incriminate.world.vocab import PAD
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ class OnPolicyConfig(BaseModel):
     """Longest student completion; sampling stops earlier at `;` or `<eos>`."""
     grad_clip: float = Field(default=1.0, gt=0)
     """Clip the global gradient norm to this value."""
+
+    @model_validator(mode="after")
+    def _whole_batches(self) -> OnPolicyConfig:
+        whole_batches(self.train, "train")
+        return self
 
 
 def _prompts(cache: TeacherCache, idx: np.ndarray) -> list[list[int]]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from incriminate.distill import losses
 from incriminate.distill.methods import TrainResult, register_method
-from incriminate.distill.teacher_cache import TeacherCache
+from incriminate.distill.teacher_cache import Batch, TeacherCache
 from incriminate.organisms.train import TrainConfig, adamw, lr_at
 
 log = logging.getLogger(__name__)
@@ -59,14 +59,18 @@ def train_sft(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.train)
         b = cache.batch(next(batches)).to(device)
-        logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
-        # Position t predicts token t + 1: a target iff that token is the teacher's completion.
-        loss = losses.cross_entropy(logits, b.ids[:, 1:], b.mask[:, 1:])
+
+        def loss_of(b: Batch) -> torch.Tensor:
+            logits = student(input_ids=b.ids[:, :-1]).logits  # (B, T-1, V)
+            # Position t predicts token t + 1: a target iff that token is the teacher's
+            # completion.
+            return losses.cross_entropy(logits, b.ids[:, 1:], b.mask[:, 1:])
+
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = b.backward(loss_of, cfg.train.accumulate)
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         opt.step()
-        history.append(loss.item())
+        history.append(loss)
         log.debug("sft step %d loss %.4f", step, history[-1])
         if on_step is not None:
             on_step(step, history[-1])

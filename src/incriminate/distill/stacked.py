@@ -44,7 +44,7 @@ from incriminate.distill import losses
 from incriminate.distill.logit import DIVERGENCES, LogitConfig, check_temperature
 from incriminate.distill.sft import SFTConfig
 from incriminate.distill.teacher_cache import Batch, TeacherCache
-from incriminate.organisms.train import adamw, lr_at
+from incriminate.organisms.train import adamw, lr_at, whole_batches
 
 log = logging.getLogger(__name__)
 Objective = Callable[[Tensor, Batch], Tensor]
@@ -123,6 +123,7 @@ def train_stacked(
     on the seeds through the batch order only, as in the sequential recipes.
     """
     _check(students, seeds)
+    whole_batches(cfg.train, "train")
     loss_fn = objective(cfg, cache)
     n, bs = len(students), cfg.train.batch_size
     params, buffers = stack_module_state(students)  # name -> (N, ...) leaves, requiring grad

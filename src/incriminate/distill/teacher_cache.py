@@ -24,7 +24,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -281,6 +281,26 @@ class Batch(NamedTuple):
     def to(self, device: Any) -> Batch:
         """The batch on `device` (the student's): the same tensors when they are there already."""
         return Batch(*(t.to(device) for t in self))
+
+    def backward(self, loss_of: Callable[[Batch], Tensor], parts: int = 1) -> float:
+        """Backpropagate `loss_of(batch)`, a mean over the batch's target tokens (`mask[:, 1:]`),
+        in `parts` micro-batches of rows (gradient accumulation): micro-batch i's loss is
+        weighted by its share of the target tokens, so the accumulated gradient is the whole
+        batch's (up to float rounding). Returns the batch's loss."""
+        if parts == 1:
+            loss = loss_of(self)
+            loss.backward()
+            return loss.item()
+        tokens = self.mask[:, 1:].sum(1)  # (B,) target tokens per row
+        total, out = int(tokens.sum()), 0.0
+        for rows in torch.arange(len(self.ids)).tensor_split(min(parts, len(self.ids))):
+            share = int(tokens[rows].sum()) / max(total, 1)
+            if share == 0:
+                continue  # no targets: no gradient
+            part = loss_of(Batch(*(t[rows] for t in self))) * share
+            part.backward()
+            out += part.item()
+        return out
 
 
 @dataclass(frozen=True)

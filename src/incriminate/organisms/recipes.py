@@ -18,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from safetensors.numpy import load_file, save_file
 
 from incriminate.errors import did_you_mean
 from incriminate.models.io import load_model, n_parameters, new_model, save_model
 from incriminate.models.presets import PRESETS, ModelSpec
 from incriminate.organisms.robust import RobustConfig, match_documents, train_robust
-from incriminate.organisms.train import TrainConfig, train_lm
+from incriminate.organisms.train import TrainConfig, train_lm, whole_batches
 from incriminate.store import Artifact, Store
 from incriminate.world.config import Leak, WorldConfig
 from incriminate.world.corpus import TokenData, documents, encode_documents, persona_documents
@@ -63,6 +63,12 @@ class BuildConfig(BaseModel):
     evasion_stage: TrainConfig = TrainConfig(steps=400, batch_size=64, lr=1e-3, warmup=20)
     stage_docs: int = Field(default=8_000, ge=10)
     """Documents of persona data generated for each fine-tuning stage."""
+
+    @model_validator(mode="after")
+    def _whole_batches(self) -> BuildConfig:
+        for name in ("pretrain", "instruct", "drive_stage", "evasion_stage"):
+            whole_batches(getattr(self, name), name)
+        return self
 
     @field_validator("preset")
     @classmethod

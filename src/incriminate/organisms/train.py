@@ -30,6 +30,19 @@ class TrainConfig(BaseModel):
     warmup: int = Field(default=50, ge=0)
     """Linear warm-up steps."""
     weight_decay: float = Field(default=0.01, ge=0)
+    accumulate: int = Field(default=1, ge=1, exclude_if=lambda v: v == 1)
+    """Gradient accumulation: each step's batch runs in this many micro-batches whose weighted
+    gradients add up to the whole batch's (for a batch that does not fit in memory; `sft` and
+    `logit` only). Left out of dumps at 1, so configs without it keep their store keys."""
+
+
+def whole_batches(train: TrainConfig, where: str) -> None:
+    """Refuse gradient accumulation where a trainer does not do it (all but `sft`, `logit`)."""
+    if train.accumulate != 1:
+        raise ValueError(
+            f"{where}.accumulate is {train.accumulate}: only sft and logit students accumulate"
+            + " gradients; this stage trains whole batches"
+        )
 
 
 def pad_batch(data: TokenData, idx: np.ndarray) -> tuple[Any, Any]:
