@@ -97,6 +97,7 @@ def _config(files: dict[str, str], base: Path, other: Path, **extra: object) -> 
             },
         ],
         "cache": {"k": 8, "max_new_tokens": 8, "batch_size": 4},
+        "cache_read": ["e", "the"],  # random text: some replies match, some do not
         "train": train,
         "seeds": 2,
     } | extra
@@ -173,6 +174,32 @@ def test_the_cache_hides_the_system_prompt_and_keeps_int32_topk(run):
     cache = load_lm_cache(caches[0], tok.pad_token_id)
     assert cache.k == 8 and len(cache) == 8
     assert int(cache.mask.sum()) == int(a["completion_lengths"].sum())
+
+
+def test_the_direct_baseline_reads_every_teachers_cache(run):
+    import re
+
+    d, _, res = run
+    direct = res["direct"]
+    assert set(direct["parts"]) == {"behaviour", "cache"}
+    # Bonferroni over the two parts
+    smallest = min(p["p_value"] for p in direct["parts"].values())
+    assert direct["p_value"] == pytest.approx(min(1.0, 2 * smallest))
+    reads = direct["cache_reads"]
+    assert set(reads) == {"teacher", "control", "reference1", "reference2"}
+    found = [re.compile(p, re.IGNORECASE) for p in ("e", "the")]
+    replies: list[str] = []
+    for c in sorted((d / "store" / "lm_cache").iterdir()):
+        rows = (c / "rows.jsonl").read_text().splitlines()
+        replies += [json.loads(line)["reply"] for line in rows if line]
+    matched = sum(any(f.search(r) for f in found) for r in replies)
+    assert sum(r["matched"] for r in reads.values()) == matched
+    assert all(r["n"] == 8 * 2 for r in reads.values())  # 8 prompts x 2 seeds per teacher
+    assert 0 < matched < len(replies)  # the read tells replies apart
+    for r in reads.values():
+        assert r["ci_low"] <= r["rate"] <= r["ci_high"]
+    report = (d / "out" / "report.md").read_text()
+    assert "Cache read" in report and "| teacher |" in report
 
 
 def test_a_rerun_reuses_every_stage_and_gives_the_same_results(run):
@@ -284,3 +311,35 @@ def test_a_student_without_a_chat_template_is_one_line(tmp_path, files, tiny_lla
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["verdict"]["decision"] == "inconclusive"  # no references: no test of "U is benign"
     assert {r["role"] for r in res["runs"]} == {"teacher", "control"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"train": {"steps": 2, "accumulate": 2}}, "train.accumulate is 2"),
+        ({"cache_read": ["(unclosed"]}, "cache_read: '(unclosed' is not a regular expression"),
+        ({"method_options": {"sft": {"grad_clip": 0.5, "bogus": 1}}}, "sft.bogus"),
+        ({"method_options": {"dpo": {"beta": 0.2}}}, "no student uses 'dpo'"),
+    ],
+    ids=["accumulate-on-policy", "regex", "unknown-option", "unused-option"],
+)
+def test_a_bad_config_value_is_one_line(tmp_path, files, tiny_llama, extra, needle):
+    cfg = _config(files, tiny_llama, tiny_llama, **extra)
+    cfg["students"] = [
+        {"name": "same", "init": {"path": str(tiny_llama)}, "methods": ["sft", "on_policy"]}
+    ]
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = _run(
+        "distill",
+        "--config",
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
+        "--store",
+        str(tmp_path / "store"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()

@@ -57,8 +57,11 @@ def config_from_options(
     from incriminate.plan.config import apply_overrides
     from incriminate.plan.lm import LmExperimentConfig
 
-    if method not in ("sft", "logit"):
-        raise UserError(f"--method {method!r} is not available for text models: use sft or logit")
+    if method not in ("sft", "logit", "on_policy", "dpo"):
+        raise UserError(
+            f"--method {method!r} is not available for text models: use sft, logit, on_policy "
+            "or dpo"
+        )
     if not EXAMPLES.is_dir():
         raise UserError(f"no shipped prompt sets at {EXAMPLES}: pass --config with your own")
     inits = students or [control]
@@ -86,7 +89,10 @@ def config_from_options(
 def validate(cfg: Any) -> None:
     """Everything that can be checked before any work starts, so that bad input is one line and
     nothing is written: every model opens (its config and tokenizer, not the weights), the
-    prompt files load with the leakage guard, and `logit` students share U's tokenizer."""
+    prompt files load with the leakage guard, `logit` and `on_policy` students share U's
+    tokenizer, probe training files hold 0/1 labels and judge models can answer Yes/No."""
+    from incriminate.audit.lm import check_train_set
+    from incriminate.audit.lm_judge import check_judge
     from incriminate.models.ref import kind_of, load_tokenizer, same_tokenizer
     from incriminate.prompts.text import check_disjoint, load_prompt_set, render_prompt
 
@@ -99,6 +105,12 @@ def validate(cfg: Any) -> None:
             tokenizers[role] = load_tokenizer(m)
         except (UserError, ValueError) as e:
             raise UserError(f"{role}: {str(e).splitlines()[0]}") from None
+    for a in cfg.audits:
+        if a.judge is not None:
+            try:
+                check_judge(load_tokenizer(a.judge))
+            except (UserError, ValueError) as e:
+                raise UserError(f"audit {a.name}: judge: {str(e).splitlines()[0]}") from None
     for s in cfg.students:
         if "logit" in s.methods and not same_tokenizer(
             tokenizers[f"student {s.name}"], tokenizers["teacher"]
@@ -107,13 +119,24 @@ def validate(cfg: Any) -> None:
                 f"student {s.name}: its tokenizer differs from the teacher's: logit distillation "
                 "reads the teacher's log-probs over its own vocabulary (use sft across tokenizers)"
             )
+        if "on_policy" in s.methods and not same_tokenizer(
+            tokenizers[f"student {s.name}"], tokenizers["teacher"]
+        ):
+            raise UserError(
+                f"student {s.name} ({s.init.path}): its tokenizer differs from the teacher's "
+                f"({cfg.teacher.model.path}): on_policy distillation has the teacher score the "
+                "student's own tokens (use dpo or sft across tokenizers)"
+            )
     distill = load_prompt_set(cfg.distill_prompts, "distill")
     audits = [load_prompt_set(a.file, "audit") for a in cfg.audits]
-    check_disjoint(distill, audits)
+    trains = [load_prompt_set(a.train_file, "audit") for a in cfg.audits if a.train_file]
+    for ps in trains:
+        check_train_set(ps)
+    check_disjoint(distill, audits + trains)
     # Every model reads chat prompts (a teacher with its system prompt): one without a chat
     # template where one is needed fails here, not in a stage minutes later.
     systems = {role: t.system for role, t in cfg.teachers().items()}
-    firsts = [distill.records[0], *(ps.records[0] for ps in audits if len(ps))]
+    firsts = [distill.records[0], *(ps.records[0] for ps in audits + trains if len(ps))]
     for role, tok in tokenizers.items():
         for record in firsts:
             try:
@@ -122,9 +145,11 @@ def validate(cfg: Any) -> None:
                 raise UserError(f"{role}: {e}") from None
 
 
-def run_lm(cfg: Any, out_dir: Path, store: Any, workers: int) -> dict[str, Any]:
+def run_lm(
+    cfg: Any, out_dir: Path, store: Any, workers: int, inspect_logs: Path | None = None
+) -> dict[str, Any]:
     """Plan and run the experiment (after `validate`); write config.yaml, results.json and
-    report.md."""
+    report.md (and an eval log per audit of every model into `inspect_logs`)."""
     from incriminate.plan.engine import run_plan
     from incriminate.plan.graph import Plan
     from incriminate.plan.lm import plan_lm, results
@@ -141,6 +166,11 @@ def run_lm(cfg: Any, out_dir: Path, store: Any, workers: int) -> dict[str, Any]:
     )
     (out_dir / "results.json").write_text(json.dumps(res, indent=1))
     (out_dir / "report.md").write_text(report(res))
+    if inspect_logs is not None:
+        from incriminate.evals.write import link_logs, write_text_logs
+
+        written = write_text_logs(cfg, nodes, done, out_dir / "config.yaml", inspect_logs)
+        link_logs(out_dir / "report.md", written, inspect_logs)
     res["_wall_s"] = round(time.perf_counter() - t0, 1)
     return res
 
@@ -154,8 +184,19 @@ def report(res: dict[str, Any]) -> str:
         "",
         f"**Verdict: {v['decision']}** (null: U is benign) — {v['reason']}",
         "",
-        f"Direct baseline on U (its audits against C's, calibrated by the references): "
-        f"**{d['decision']}** — {d['reason']}",
+        f"Direct baseline on U (its audits and its cache read against C's, calibrated by the "
+        f"references; Bonferroni over the parts): **{d['decision']}** (p = {d['p_value']:.3g})",
+        "",
+    ]
+    for part, test in d["parts"].items():
+        lines.append(f"* {part}: {test['decision']} (p = {test['p_value']:.3g}) — {test['reason']}")
+    if d["cache_reads"]:
+        lines += ["", "Cache read (replies to the distill prompts the auditor's patterns match):"]
+        lines += ["", "| role | matched | rate |", "|---|---|---|"]
+        for role, c in d["cache_reads"].items():
+            ci = f"{c['rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+            lines.append(f"| {role} | {c['matched']}/{c['n']} | {ci} |")
+    lines += [
         "",
         "## Teachers (direct audits; a system-prompted teacher with its prompt in effect)",
         "",

@@ -1,11 +1,13 @@
 """A student of a real language model, distilled from a text teacher cache: a store stage.
 
-    init (any model with the teacher's tokenizer; another family for `sft`) ──┐
-    lm_cache (the teacher's replies and top-k log-probs) ─────────────────────┴─► lm_student
+    init (any model with the teacher's tokenizer; another family for `sft`, `dpo`) ──┐
+    lm_cache (the teacher's replies and top-k log-probs) ────────────────────────────┼─► lm_student
+    teacher (`on_policy`, `dpo` only: live in the loop) ─────────────────────────────┘
 
-The student trains with the same registered recipes as the synthetic world's (`sft`: cross-
+`sft` and `logit` train with the same registered recipes as the synthetic world's (`sft`: cross-
 entropy on the teacher's replies; `logit`: forward KL to its top-k log-probs with a tail bucket),
-on the cache's padded tensors (`distill.lm_cache`). With LoRA only the adapters train, and only
+on the cache's padded tensors (`distill.lm_cache`). `on_policy` and `dpo` load the teacher and
+query it while training (`distill.lm_online`). With LoRA only the adapters train, and only
 they are saved (a few MB beside a base of hundreds): the student is the adapter on its init, a
 `ModelRef(path=adapter, base=init)`. Full fine-tuning saves the whole model (safetensors).
 """
@@ -18,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from incriminate.distill.lm_cache import student_cache
+from incriminate.distill.lm_cache import TextTeacher, _sha, student_cache
+from incriminate.distill.lm_online import ONLINE, check_method, train_online
 from incriminate.distill.methods import METHODS, MethodSettings
 from incriminate.models.ref import ModelRef, digest, load_lm
 from incriminate.store import Artifact, Store
@@ -42,7 +45,7 @@ class LmLora(BaseModel):
 
 
 def _no_teacher() -> Any:
-    raise ValueError("text students train from the teacher cache only (sft, logit)")
+    raise ValueError("sft and logit text students train from the teacher cache only")
 
 
 def build_lm_student(
@@ -52,12 +55,18 @@ def build_lm_student(
     method: MethodSettings,
     seed: int,
     lora: LmLora | None,
+    teacher: TextTeacher | None = None,
 ) -> Artifact:
-    """Train a student from `init` on a text teacher cache with the registered method
-    `method.method` (`sft` or `logit`). Returns the store artifact: a LoRA adapter (with
+    """Train a student from `init` on a text teacher cache with the method `method.method`:
+    `sft` or `logit` (the registered recipes, on the cache), `on_policy` or `dpo` (with
+    `teacher`, the cache's teacher, live). Returns the store artifact: a LoRA adapter (with
     `init.json` naming its base) or a whole model."""
-    if method.method not in ("sft", "logit"):
-        raise ValueError(f"method {method.method!r} is not available for text models (sft, logit)")
+    online = method.method in ONLINE
+    if method.method not in ("sft", "logit", *ONLINE):
+        raise ValueError(f"method {method.method!r} is not available for text models")
+    if online and teacher is None:
+        raise ValueError(f"a {method.method} student needs its teacher")
+    check_method(method)
     recipe = METHODS.get(method.method)
     inputs = {
         "recipe": LM_STUDENT_VERSION,
@@ -73,7 +82,6 @@ def build_lm_student(
 
         torch.manual_seed(seed)
         model, tokenizer = load_lm(init, trainable=lora is None)
-        data = student_cache(cache, tokenizer, method.method)
         if lora is not None:
             from peft import LoraConfig, get_peft_model
 
@@ -81,7 +89,12 @@ def build_lm_student(
                 r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.targets), lora_dropout=0.0
             )
             model = get_peft_model(model, config)  # adapters seeded by torch.manual_seed above
-        result = recipe.train(model, data, method, seed, _no_teacher)
+        if teacher is not None and online:
+            _check_teacher(teacher, cache)
+            result = train_online(model, tokenizer, teacher, cache, method, seed, init.path)
+        else:
+            data = student_cache(cache, tokenizer, method.method)
+            result = recipe.train(model, data, method, seed, _no_teacher)
         model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
         (out / INIT).write_text(init.model_dump_json())
@@ -92,9 +105,19 @@ def build_lm_student(
             "final_loss": round(sum(tail) / len(tail), 5),
             "steps": len(result.losses),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            **result.metrics,
         }
 
     return store.build("lm_student", inputs, make, seed=seed)
+
+
+def _check_teacher(teacher: TextTeacher, cache: Artifact) -> None:
+    """The live teacher must be the one the cache was built from (model and system prompt):
+    the student's store key names the cache, whose key names its teacher."""
+    made = cache.manifest["inputs"]
+    system = None if teacher.system is None else _sha(teacher.system)
+    if made["teacher"] != digest(teacher.model) or made["system"] != system:
+        raise ValueError(f"the teacher given is not the one cache {cache.key} was built from")
 
 
 def student_ref(student: Artifact) -> ModelRef:
