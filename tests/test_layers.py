@@ -18,7 +18,7 @@ FLOORS = [
     ["distill"],
     ["verdict"],
     ["plan"],
-    ["report", "repro"],
+    ["report", "repro", "evals"],
     ["api"],
     ["cli"],
 ]

@@ -12,6 +12,7 @@ from incriminate.cli import organisms
 from incriminate.cli import run as commands
 from incriminate.cli import sweep as sweep_command
 from incriminate.cli.console import err
+from incriminate.cli.evals import app as evals_app
 from incriminate.cli.ls import ls
 from incriminate.cli.report import report
 from incriminate.cli.repro import app as repro_app
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(organisms.app, name="organisms")
 app.add_typer(repro_app, name="repro", help="Reproductions of published results.")
 app.add_typer(store_app, name="store", help="Check and repair the artifact store.")
+app.add_typer(evals_app, name="evals", help="Inspect AI eval logs: a verdict from them.")
 
 
 app.command("audit")(organisms.audit)

@@ -39,28 +39,48 @@ WorkersOpt = Annotated[
     int, typer.Option(help="Worker processes (one torch thread each); results do not depend on it.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+InspectLogsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inspect-logs",
+        help="Also write an Inspect AI eval log of every audit of every teacher and student "
+        "into this directory, linked from report.md (docs/inspect.md).",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
 
 
-def prepare(out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> Any:
-    """Check `--workers`, open the store and the output directory (both writable before any
-    work starts), set up logging and torch; returns the store."""
+def prepare(
+    out_dir: Path, store_dir: Path, workers: int, verbose: bool, logs: Path | None = None
+) -> Any:
+    """Check `--workers`, open the store and the output directory (and the logs' directory;
+    all writable before any work starts), set up logging and torch; returns the store."""
     from incriminate.store import Store
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     store = Store(store_dir)
     Store(out_dir)
+    if logs is not None:
+        Store(logs)
     setup(verbose)
     return store
 
 
-def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bool) -> dict:
-    """Run the experiment, write config.yaml, results.json and report.md; return the results."""
+def _execute(
+    cfg: Any,
+    out_dir: Path,
+    store_dir: Path,
+    workers: int,
+    verbose: bool,
+    inspect_logs: Path | None = None,
+) -> dict:
+    """Run the experiment, write config.yaml, results.json and report.md (and the eval logs
+    into `inspect_logs`); return the results."""
     if cfg.teacher_dir is not None:
         refs = [Path(d) for d in cfg.reference_dirs]
         _check_teachers(Path(cfg.teacher_dir), Path(cfg.control_dir), refs)
-    store = prepare(out_dir, store_dir, workers, verbose)
+    store = prepare(out_dir, store_dir, workers, verbose, inspect_logs)
     from incriminate.plan.engine import run_experiment
     from incriminate.report.html import write_results_report
     from incriminate.report.outputs import write_outputs
@@ -72,6 +92,12 @@ def _execute(cfg: Any, out_dir: Path, store_dir: Path, workers: int, verbose: bo
     results = assemble(cfg, raw)
     write_outputs(cfg, results, out_dir, store)
     write_results_report(results, out_dir / "report.html", store.root)
+    if inspect_logs is not None:
+        from incriminate.evals.write import link_logs, write_world_logs
+
+        config = out_dir / "config.yaml"
+        written = write_world_logs(raw, store.root, config, cfg.alpha, inspect_logs)
+        link_logs(out_dir / "report.md", written, inspect_logs)
     results["_wall_s"] = round(time.perf_counter() - t0, 1)
     return results
 
@@ -169,6 +195,7 @@ def demo(
     workers: WorkersOpt = 2,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
+    inspect_logs: InspectLogsOpt = None,
 ) -> None:
     """The whole incrimination demo: organisms, paired distillation grid, audits, verdict."""
 
@@ -176,7 +203,8 @@ def demo(
         from incriminate.plan.config import load_config
 
         cfg = load_config(config, overrides, quick)
-        _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
+        results = _execute(cfg, out_dir, store_dir, workers, verbose, inspect_logs)
+        _finish(results, out_dir, as_json)
 
     run_command(body)
 
@@ -225,6 +253,7 @@ def distill(
     workers: WorkersOpt = 2,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
+    inspect_logs: InspectLogsOpt = None,
 ) -> None:
     """One configuration (method x data x student init) over the config's seeds, each teacher
     run paired with its control run, with the verdict on that configuration alone. Teachers
@@ -259,8 +288,8 @@ def distill(
             )
         if text_cfg is not None:
             lm.validate(text_cfg)
-            store = prepare(out_dir, store_dir, workers, verbose)
-            res = lm.run_lm(text_cfg, out_dir, store, workers)
+            store = prepare(out_dir, store_dir, workers, verbose, inspect_logs)
+            res = lm.run_lm(text_cfg, out_dir, store, workers, inspect_logs)
             if as_json:
                 out.print_json(json.dumps({k: v for k, v in res.items() if k != "_wall_s"}))
             else:
@@ -276,7 +305,8 @@ def distill(
         elif reference:
             raise UserError("--reference goes with --teacher and --control")
         cfg = cfg.model_validate(cfg.model_dump() | grid)
-        _finish(_execute(cfg, out_dir, store_dir, workers, verbose), out_dir, as_json)
+        results = _execute(cfg, out_dir, store_dir, workers, verbose, inspect_logs)
+        _finish(results, out_dir, as_json)
 
     run_command(body)
 
