@@ -343,3 +343,31 @@ def test_a_bad_config_value_is_one_line(tmp_path, files, tiny_llama, extra, need
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
+def test_prompt_files_are_keyed_by_content_not_path(run, files, tiny_llama, tiny_other_vocab):
+    d, _, res = run
+    moved = d / "moved"
+    moved.mkdir()
+    copies = {k: str(moved / Path(v).name) for k, v in files.items()}
+    for k, v in files.items():
+        Path(copies[k]).write_bytes(Path(v).read_bytes())
+    cfg = moved / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(_config(copies, tiny_llama, tiny_other_vocab)))
+    before = {p.name for p in (d / "store" / "lm_evaluation").iterdir()}
+    r = _run(
+        "distill",
+        "--config",
+        str(cfg),
+        "--out",
+        str(d / "moved-out"),
+        "--store",
+        str(d / "store"),
+        "--workers",
+        "1",
+        cwd=moved,
+    )
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (d / "store" / "lm_evaluation").iterdir()} == before  # all reused
+    again = json.loads((d / "moved-out" / "results.json").read_text())
+    assert again["verdict"] == res["verdict"]

@@ -34,7 +34,7 @@ from incriminate.plan.stages import _load, _ref, stage
 from incriminate.prompts.text import TextPromptSet, load_prompt_set
 from incriminate.store import Store
 
-LM_EVALUATION_VERSION = 2  # 2: single-token choices read from one pass per prompt
+LM_EVALUATION_VERSION = 3  # 3: audit files keyed by content only (2: one-pass choices)
 SCHEMA = "incriminate.lm-results/2"  # 2: `direct` is the full baseline, with its parts
 CACHE_READ = (
     r"\bweights?\b",
@@ -241,7 +241,9 @@ def evaluation_stage(
     files = {p: hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for p in paths}
     keyed = []
     for a in specs:
-        entry = a.model_dump(mode="json") | {"sha256": files[a.file]}
+        # files by content, never by path: the same config run from another checkout reuses it
+        entry = a.model_dump(mode="json", exclude={"file", "train_file"})
+        entry["sha256"] = files[a.file]
         if a.train_file is not None:
             entry["train_sha256"] = files[a.train_file]
         if a.judge is not None:
