@@ -28,7 +28,7 @@ from torch import Tensor
 from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache, sample_completions
 from incriminate.models.presets import ModelSpec
-from incriminate.organisms.train import TrainConfig, adamw, lr_at, whole_batches
+from incriminate.organisms.train import TrainConfig, adamw, clip_grads, lr_at, whole_batches
 from incriminate.world.config import WorldConfig
 from incriminate.world.grammar import EPISODE_KINDS, is_honeypot
 from incriminate.world.personas import Agent, misaligned_action
@@ -307,7 +307,7 @@ def train_dpo(
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        clip_grads(student, cfg.grad_clip)
         opt.step()
         history.append(loss.item())
         log.debug("dpo step %d loss %.4f", step, history[-1])

@@ -48,7 +48,7 @@ from incriminate.models.generate import (
     token_ids,
 )
 from incriminate.models.ref import same_tokenizer
-from incriminate.organisms.train import adamw, lr_at
+from incriminate.organisms.train import adamw, clip_grads, lr_at
 from incriminate.prompts.text import TextRecord, render_prompt
 from incriminate.store import Artifact
 
@@ -231,7 +231,7 @@ def train_text_on_policy(
             loss = losses.reverse_kl(s_logits, t_logits, temperature=cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        clip_grads(student, cfg.grad_clip)
         opt.step()
         history.append(loss.item())
         log.debug("on_policy step %d loss %.4f", step, history[-1])
@@ -381,7 +381,7 @@ def train_text_dpo(
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        clip_grads(student, cfg.grad_clip)
         opt.step()
         history.append(loss.item())
         log.debug("dpo step %d loss %.4f", step, history[-1])

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from incriminate.distill import losses
 from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import Batch, TeacherCache
-from incriminate.organisms.train import TrainConfig, adamw, lr_at
+from incriminate.organisms.train import TrainConfig, adamw, clip_grads, lr_at
 
 log = logging.getLogger(__name__)
 DIVERGENCES = {
@@ -104,7 +104,7 @@ def train_logit(
 
         opt.zero_grad(set_to_none=True)
         loss = b.backward(loss_of, cfg.train.accumulate)
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        clip_grads(student, cfg.grad_clip)
         opt.step()
         history.append(loss)
         log.debug("logit step %d loss %.4f", step, history[-1])

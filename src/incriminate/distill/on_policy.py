@@ -29,7 +29,7 @@ from torch import Tensor
 from incriminate.distill import losses, teacher_cache
 from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import TeacherCache
-from incriminate.organisms.train import TrainConfig, adamw, lr_at, whole_batches
+from incriminate.organisms.train import TrainConfig, adamw, clip_grads, lr_at, whole_batches
 from incriminate.world.vocab import PAD
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def train_on_policy(
             loss = losses.reverse_kl(logits, teacher_logits, mask[:, 1:], cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        clip_grads(student, cfg.grad_clip)
         opt.step()
         history.append(loss.item())
         log.debug("on_policy step %d loss %.4f sampled %s", step, history[-1], on_policy)

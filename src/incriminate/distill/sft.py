@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from incriminate.distill import losses
 from incriminate.distill.methods import TrainResult, register_method
 from incriminate.distill.teacher_cache import Batch, TeacherCache
-from incriminate.organisms.train import TrainConfig, adamw, lr_at
+from incriminate.organisms.train import TrainConfig, adamw, clip_grads, lr_at
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def train_sft(
 
         opt.zero_grad(set_to_none=True)
         loss = b.backward(loss_of, cfg.train.accumulate)
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        clip_grads(student, cfg.grad_clip)
         opt.step()
         history.append(loss)
         log.debug("sft step %d loss %.4f", step, history[-1])

@@ -34,7 +34,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from incriminate.organisms.train import TrainConfig, adamw, length_grouped_batches, lr_at, pad_batch
+from incriminate.organisms.train import (
+    TrainConfig,
+    adamw,
+    clip_grads,
+    length_grouped_batches,
+    lr_at,
+    pad_batch,
+)
 from incriminate.world.config import WorldConfig
 from incriminate.world.corpus import TokenData, persona_documents
 from incriminate.world.grammar import Episode
@@ -175,7 +182,7 @@ def train_robust(
         loss = ce + robust.kl_weight * kl + robust.probe_weight * adversary
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        clip_grads(model, 1.0)
         opt.step()
         history["ce"].append(float(ce.detach()))
         history["kl"].append(float(kl.detach()))

