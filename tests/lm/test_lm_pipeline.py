@@ -371,3 +371,28 @@ def test_prompt_files_are_keyed_by_content_not_path(run, files, tiny_llama, tiny
     assert {p.name for p in (d / "store" / "lm_evaluation").iterdir()} == before  # all reused
     again = json.loads((d / "moved-out" / "results.json").read_text())
     assert again["verdict"] == res["verdict"]
+
+
+def test_a_judge_gets_the_configs_dtype_and_device(files, tiny_llama, tiny_other_vocab):
+    """A judge runs beside the audited model: the config's dtype and device overrides reach it
+    as they reach every teacher and student (before, the judge kept its own and ran on the CPU
+    in float32 beside a bf16 model on a GPU); a config without overrides plans as before."""
+    from incriminate.plan.graph import Plan
+    from incriminate.plan.lm import LmExperimentConfig, plan_lm
+
+    judged = {"name": "j", "file": files["pattern"], "scorer": "judge", "samples": 1}
+    judged["judge"] = {"path": str(tiny_other_vocab), "dtype": "float32", "device": "cpu"}
+    cfg = _config(files, tiny_llama, tiny_other_vocab)
+    cfg["audits"].append(judged)
+
+    def judges(overrides: dict) -> list[dict]:
+        nodes = plan_lm(Plan(), LmExperimentConfig.model_validate(cfg | overrides))
+        audits = [a for n in nodes["direct"].values() for a in n.args["audits"]]
+        return [a["judge"] for a in audits if "judge" in a]
+
+    plain = judges({})
+    assert len(plain) == 4  # teacher, control and two references
+    assert all((j["dtype"], j["device"]) == ("float32", "cpu") for j in plain)
+    moved = judges({"dtype": "bfloat16", "device": "cuda:1"})
+    assert len(moved) == 4
+    assert all((j["dtype"], j["device"]) == ("bfloat16", "cuda:1") for j in moved)

@@ -155,6 +155,14 @@ class LmExperimentConfig(BaseModel):
         out |= {f"reference{i}": t for i, t in enumerate(self.references, start=1)}
         return {r: t.model_copy(update={"model": self.model(t.model)}) for r, t in out.items()}
 
+    def audit_specs(self) -> list[TextAudit]:
+        """The audits, each judge model with the config's dtype and device overrides (a judge
+        runs beside the audited model, on the same device)."""
+        return [
+            a if a.judge is None else a.model_copy(update={"judge": self.model(a.judge)})
+            for a in self.audits
+        ]
+
     def method(self, name: str) -> Any:
         from pydantic import TypeAdapter
 
@@ -288,7 +296,7 @@ def evaluation_stage(
 
 def plan_lm(plan: Plan, cfg: LmExperimentConfig) -> dict[str, Any]:
     """Add the experiment's stages to `plan`; returns its nodes by what they are."""
-    audits = [a.model_dump(mode="json") for a in cfg.audits]
+    audits = [a.model_dump(mode="json") for a in cfg.audit_specs()]
     teachers = cfg.teachers()
     direct = {
         role: plan.add(
