@@ -19,10 +19,10 @@ from test_lm_pipeline import _config, _run, files  # noqa: F401  (`files` is a f
 from incriminate.distill import lm_online
 from incriminate.distill.dpo import DPOConfig
 from incriminate.distill.lm_cache import LmCacheConfig, TextTeacher, build_lm_cache
+from incriminate.distill.lm_dpo import train_text_dpo
 from incriminate.distill.lm_online import (
     completion_logits,
     online_data,
-    train_text_dpo,
     train_text_on_policy,
 )
 from incriminate.distill.lm_student import LmLora, build_lm_student

@@ -33,6 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incriminate.audit.lm_judge import DEFAULT_RUBRIC, judge_scores
 from incriminate.audit.lm_probe import fit, residuals
+from incriminate.audit.lm_records import (
+    Choices,
+    check_purpose,
+    check_tokens,
+    check_train_set,
+    choices_of,
+    patterns_of,
+)
 from incriminate.audit.stats import wilson
 from incriminate.errors import UserError
 from incriminate.models.generate import (
@@ -45,9 +53,6 @@ from incriminate.models.ref import ModelRef
 from incriminate.prompts.text import TextPromptSet, TextRecord, render_prompt
 
 log = logging.getLogger(__name__)
-
-AUDIT_PURPOSES = ("audit", "eval")
-"""Record purposes an audit may read: never `distill` (a prompt a student trains on)."""
 
 
 class TextAudit(BaseModel):
@@ -125,14 +130,6 @@ class TextAuditResult:
     "heldout_accuracy", ...}}`; empty for choice and pattern."""
 
 
-@dataclass(frozen=True)
-class Choices:
-    """A choice record's answers and the index of the flagged one."""
-
-    options: tuple[str, ...]
-    flag: int
-
-
 def run_text_audit(
     model: Any,
     tokenizer: Any,
@@ -152,15 +149,15 @@ def run_text_audit(
     if not records:
         raise UserError(f"audit {audit.name}: prompt file {path} has no records")
     for r in records:
-        _check_purpose(path, r)
+        check_purpose(path, r)
     extra: dict[str, Any] = {}
     if audit.scorer == "choice":
-        choices = [_choices(path, r) for r in records]
-        _check_tokens(tokenizer, path, records, choices)
+        choices = [choices_of(path, r) for r in records]
+        check_tokens(tokenizer, path, records, choices)
         rendered = [render_prompt(tokenizer, r, system) for r in records]
         scores = _choice_scores(model, tokenizer, rendered, choices)
     elif audit.scorer == "pattern":
-        patterns = [_patterns(path, r) for r in records]
+        patterns = [patterns_of(path, r) for r in records]
         rendered = [render_prompt(tokenizer, r, system) for r in records]
         scores = _pattern_scores(model, tokenizer, rendered, patterns, audit, seed)
     elif audit.scorer == "probe":
@@ -281,92 +278,6 @@ def _judge_scores(
     rubric = audit.rubric or DEFAULT_RUBRIC
     p_yes = judge_scores(judge[0], judge[1], conversations, texts, rubric)  # (N * k,)
     return p_yes.reshape(len(rendered), k).mean(1)
-
-
-def check_train_set(train: TextPromptSet) -> tuple[np.ndarray, list[str]]:
-    """((N,) int labels, N pair names) of a probe's training set: every record of purpose
-    audit or eval with `label` 0 or 1, both labels present; a record's group is its `pair` (a
-    string or integer) when given, else its id. One-line `UserError` otherwise."""
-    path = train.path
-    labels, groups = [], []
-    for r in train.records:
-        _check_purpose(path, r)
-        label = r.meta.get("label")
-        if type(label) is not int or label not in (0, 1):
-            raise UserError(_where(path, r, "label", f"must be 0 or 1, got {_show(label)}"))
-        pair = r.meta.get("pair", r.id)
-        if type(pair) not in (str, int):
-            why = f"must be a string or an integer, got {_show(pair)}"
-            raise UserError(_where(path, r, "pair", why))
-        labels.append(label)
-        groups.append(str(pair))
-    if len(set(labels)) < 2:
-        raise UserError(
-            f"prompt file {path}: a probe needs records of label 0 and of label 1, "
-            f"got only label {labels[0]}"
-        )
-    return np.array(labels), groups
-
-
-def _check_purpose(path: str, r: TextRecord) -> None:
-    if r.purpose not in AUDIT_PURPOSES:
-        why = f"is {r.purpose!r}; an audit reads only {' or '.join(AUDIT_PURPOSES)} records"
-        raise UserError(_where(path, r, "purpose", why))
-
-
-def _choices(path: str, r: TextRecord) -> Choices:
-    options = r.meta.get("choices")
-    if (
-        not isinstance(options, list | tuple)
-        or len(options) < 2
-        or not all(isinstance(o, str) and o for o in options)
-        or len(set(options)) != len(options)
-    ):
-        why = f"must be a list of 2 or more distinct non-empty strings, got {_show(options)}"
-        raise UserError(_where(path, r, "choices", why))
-    flag = r.meta.get("flag")
-    if not isinstance(flag, str) or flag not in options:
-        raise UserError(_where(path, r, "flag", f"must be one of the choices, got {_show(flag)}"))
-    return Choices(tuple(options), options.index(flag))
-
-
-def _patterns(path: str, r: TextRecord) -> tuple[re.Pattern[str], ...]:
-    raw = r.meta.get("patterns")
-    if (
-        not isinstance(raw, list | tuple)
-        or not raw
-        or not all(isinstance(p, str) and p for p in raw)
-    ):
-        why = f"must be a non-empty list of non-empty regex strings, got {_show(raw)}"
-        raise UserError(_where(path, r, "patterns", why))
-    out = []
-    for p in raw:
-        try:
-            out.append(re.compile(p, re.IGNORECASE))
-        except re.error as e:
-            raise UserError(
-                _where(path, r, "patterns", f"{_show(p)} is not a regex: {e}")
-            ) from None
-    return tuple(out)
-
-
-def _where(path: str, r: TextRecord, key: str, why: str) -> str:
-    return " ".join(f"prompt file {path}, record {r.id}: field {key!r} {why}".splitlines())
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _check_tokens(
-    tokenizer: Any, path: str, records: Sequence[TextRecord], choices: Sequence[Choices]
-) -> None:
-    """Every choice string must be at least one token (an empty one would score p = 1)."""
-    for r, c in zip(records, choices, strict=True):
-        for option, ids in zip(c.options, token_ids(tokenizer, c.options), strict=True):
-            if not ids:
-                raise UserError(_where(path, r, "choices", f"{option!r} encodes to no tokens"))
 
 
 __all__ = ["TextAudit", "TextAuditResult", "check_train_set", "run_text_audit"]

@@ -20,10 +20,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from incriminate.distill.dpo import DPOConfig
 from incriminate.distill.lm_cache import TextTeacher, _sha, student_cache
-from incriminate.distill.lm_online import ONLINE, check_method, train_online
-from incriminate.distill.methods import METHODS, MethodSettings
-from incriminate.models.ref import ModelRef, digest, load_lm
+from incriminate.distill.lm_dpo import train_text_dpo
+from incriminate.distill.lm_online import (
+    ONLINE,
+    check_method,
+    check_tokenizers,
+    online_data,
+    train_text_on_policy,
+)
+from incriminate.distill.methods import METHODS, MethodSettings, TrainResult
+from incriminate.distill.on_policy import OnPolicyConfig
+from incriminate.models.ref import ModelRef, digest, load_lm, load_tokenizer
 from incriminate.store import Artifact, Store
 
 LM_STUDENT_VERSION = 1
@@ -128,4 +137,28 @@ def student_ref(student: Artifact) -> ModelRef:
     return init.model_copy(update={"path": str(student.path), "base": None})
 
 
-__all__ = ["LmLora", "build_lm_student", "student_ref"]
+def train_online(
+    student: Any,
+    tokenizer: Any,
+    teacher: TextTeacher,
+    cache: Artifact,
+    method: MethodSettings,
+    seed: int,
+    student_name: str = "",
+) -> TrainResult:
+    """Train `student` (its tokenizer `tokenizer`, named `student_name` in errors) by
+    `on_policy` or `dpo` from `teacher`, loaded here on its own device and dtype, on the
+    prompts and replies of `cache`."""
+    check_tokenizers(
+        method, student_name, tokenizer, teacher.model.path, load_tokenizer(teacher.model)
+    )
+    model, teacher_tok = load_lm(teacher.model)
+    data = online_data(cache, tokenizer, teacher_tok, teacher.system)
+    if isinstance(method, OnPolicyConfig):
+        return train_text_on_policy(student, tokenizer, model, data, method, seed)
+    if isinstance(method, DPOConfig):
+        return train_text_dpo(student, tokenizer, model, teacher_tok, data, method, seed)
+    raise ValueError(f"method {method.method!r} does not train with a live teacher {ONLINE}")
+
+
+__all__ = ["LmLora", "build_lm_student", "student_ref", "train_online"]

@@ -37,7 +37,8 @@ from inspect_ai.model import (
 from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 
-from incriminate.audit.lm import TextAudit, _check_purpose, _choices, _patterns
+from incriminate.audit.lm import TextAudit
+from incriminate.audit.lm_records import check_purpose, choices_of, patterns_of
 from incriminate.errors import UserError
 from incriminate.evals.schema import audit_metadata, rate, token_texts
 from incriminate.prompts.text import TextRecord, load_prompt_set
@@ -150,18 +151,18 @@ def text_samples(audit: TextAudit, system: str | None) -> list[Sample]:
 
 
 def _sample(path: str, r: TextRecord, audit: TextAudit, system: str | None) -> Sample:
-    _check_purpose(path, r)
+    check_purpose(path, r)
     if system is not None and any(m["role"] == "system" for m in r.messages):
         raise UserError(
             f"record {r.id} has its own system message and a system prompt was given too"
         )
     meta: dict[str, Any] = dict(r.meta) | {"purpose": r.purpose}
     if audit.scorer == "choice":
-        c = _choices(path, r)
+        c = choices_of(path, r)
         meta |= {"choices": list(c.options), "flag": c.options[c.flag]}
         target: str | list[str] = c.options[c.flag]
     else:
-        _patterns(path, r)  # every pattern compiles
+        patterns_of(path, r)  # every pattern compiles
         target = list(r.meta["patterns"])
     messages: list[ChatMessage] = [MESSAGE[m["role"]](content=m["content"]) for m in r.messages]
     return Sample(id=r.id, input=messages, target=target, metadata=meta)
