@@ -263,7 +263,8 @@ def test_on_policy_with_another_tokenizer_is_one_line_and_writes_nothing(
 
 def test_only_online_students_get_the_teacher(files, tiny_llama, tiny_other_vocab):  # noqa: F811
     from incriminate.plan.graph import Plan
-    from incriminate.plan.lm import LmExperimentConfig, plan_lm
+    from incriminate.plan.lm import plan_lm
+    from incriminate.plan.lm_config import LmExperimentConfig
 
     cfg = _config(files, tiny_llama, tiny_other_vocab)
     cfg["students"][0]["methods"] = ["sft", "logit", "on_policy", "dpo"]

@@ -378,7 +378,8 @@ def test_a_judge_gets_the_configs_dtype_and_device(files, tiny_llama, tiny_other
     as they reach every teacher and student (before, the judge kept its own and ran on the CPU
     in float32 beside a bf16 model on a GPU); a config without overrides plans as before."""
     from incriminate.plan.graph import Plan
-    from incriminate.plan.lm import LmExperimentConfig, plan_lm
+    from incriminate.plan.lm import plan_lm
+    from incriminate.plan.lm_config import LmExperimentConfig
 
     judged = {"name": "j", "file": files["pattern"], "scorer": "judge", "samples": 1}
     judged["judge"] = {"path": str(tiny_other_vocab), "dtype": "float32", "device": "cpu"}

@@ -55,7 +55,7 @@ def config_from_options(
     """An `lm` config from `distill`'s options: the shipped prompt sets and audits; students
     start from each `--student` (default: the control's model); one method."""
     from incriminate.plan.config import apply_overrides
-    from incriminate.plan.lm import LmExperimentConfig
+    from incriminate.plan.lm_config import LmExperimentConfig
 
     if method not in ("sft", "logit", "on_policy", "dpo"):
         raise UserError(

@@ -263,7 +263,7 @@ def distill(
     def body() -> None:
         from incriminate.cli import lm
         from incriminate.plan.config import load_config
-        from incriminate.plan.lm import is_lm_config, load_lm_config
+        from incriminate.plan.lm_config import is_lm_config, load_lm_config
 
         text_cfg = None
         if config is not None and is_lm_config(config):

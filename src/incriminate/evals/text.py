@@ -82,7 +82,7 @@ def lm_audit(config: str, audit: str, role: str | None = None, top_logprobs: int
     """The audit named `audit` of an `lm` experiment config, as its pipeline runs it: with the
     system prompt of the teacher `role` (teacher, control, reference1, ...; also the log's
     `role`), or none (a student). The log records the config's alpha."""
-    from incriminate.plan.lm import load_lm_config
+    from incriminate.plan.lm_config import load_lm_config
 
     cfg = load_lm_config(Path(config))
     names = [a.name for a in cfg.audits]
