@@ -14,7 +14,7 @@ import torch
 import yaml
 from lm_tiny import load
 from safetensors.torch import load_file
-from test_lm_pipeline import _config, _run, files  # noqa: F401  (`files` is a fixture)
+from test_lm_pipeline import _config, _distill, files  # noqa: F401  (`files` is a fixture)
 
 from incriminate.distill import lm_online
 from incriminate.distill.dpo import DPOConfig
@@ -252,8 +252,7 @@ def test_on_policy_with_another_tokenizer_is_one_line_and_writes_nothing(
     ]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    args = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "store")]
-    r = _run("distill", "--config", str(path), *args, cwd=tmp_path)
+    r = _distill(path, tmp_path / "out", tmp_path / "store", tmp_path)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "on_policy" in r.stderr and str(tiny_other_vocab) in r.stderr
@@ -298,8 +297,7 @@ def test_distill_runs_on_policy_and_dpo_students_end_to_end(
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    args = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--workers", "1"]
-    r = _run("distill", "--config", str(path), *args, cwd=tmp_path)
+    r = _distill(path, tmp_path / "out", tmp_path / "store", tmp_path, "--workers", "1")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     runs = {(x["method"], x["role"]): x for x in res["runs"]}

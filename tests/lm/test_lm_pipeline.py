@@ -108,23 +108,29 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
+def _distill(
+    config: Path, out: Path, store: Path, cwd: Path, *extra: str
+) -> subprocess.CompletedProcess:
+    """`incriminate distill --config CONFIG --out OUT --store STORE [extra]` run in `cwd`."""
+    return _run(
+        "distill",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+        *extra,
+        cwd=cwd,
+    )
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, files, tiny_llama, tiny_other_vocab) -> tuple[Path, Path, dict]:
     d = tmp_path_factory.mktemp("lm")
     cfg = d / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(_config(files, tiny_llama, tiny_other_vocab)))
-    r = _run(
-        "distill",
-        "--config",
-        str(cfg),
-        "--out",
-        str(d / "out"),
-        "--store",
-        str(d / "store"),
-        "--workers",
-        "1",
-        cwd=d,
-    )
+    r = _distill(cfg, d / "out", d / "store", d, "--workers", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     return d, cfg, json.loads((d / "out" / "results.json").read_text())
 
@@ -204,18 +210,7 @@ def test_the_direct_baseline_reads_every_teachers_cache(run):
 
 def test_a_rerun_reuses_every_stage_and_gives_the_same_results(run):
     d, cfg, res = run
-    r = _run(
-        "distill",
-        "--config",
-        str(cfg),
-        "--out",
-        str(d / "again"),
-        "--store",
-        str(d / "store"),
-        "--workers",
-        "1",
-        cwd=d,
-    )
+    r = _distill(cfg, d / "again", d / "store", d, "--workers", "1")
     assert r.returncode == 0, r.stderr
     again = json.loads((d / "again" / "results.json").read_text())
     assert again["verdict"] == res["verdict"] and again["runs"] == res["runs"]
@@ -230,18 +225,7 @@ def test_logit_with_another_tokenizer_is_one_line_and_writes_nothing(
     ]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = _run(
-        "distill",
-        "--config",
-        str(path),
-        "--out",
-        str(tmp_path / "out"),
-        "--store",
-        str(tmp_path / "store"),
-        "--workers",
-        "1",
-        cwd=tmp_path,
-    )
+    r = _distill(path, tmp_path / "out", tmp_path / "store", tmp_path, "--workers", "1")
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "tokenizer" in r.stderr and "logit" in r.stderr
@@ -275,16 +259,7 @@ def test_a_malformed_prompt_line_is_named(tmp_path, files, tiny_llama, tiny_othe
     cfg = _config(files, tiny_llama, tiny_other_vocab, distill_prompts=str(broken))
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = _run(
-        "distill",
-        "--config",
-        str(path),
-        "--out",
-        str(tmp_path / "out"),
-        "--store",
-        str(tmp_path / "store"),
-        cwd=tmp_path,
-    )
+    r = _distill(path, tmp_path / "out", tmp_path / "store", tmp_path)
     assert r.returncode == 2, r.stderr
     assert "line 4" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
@@ -295,8 +270,8 @@ def test_a_student_without_a_chat_template_is_one_line(tmp_path, files, tiny_lla
     cfg["students"] = [{"name": "plain", "init": {"path": str(tiny_plain)}, "methods": ["sft"]}]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    args = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "store")]
-    r = _run("distill", "--config", str(path), *args, cwd=tmp_path)
+    out, store = tmp_path / "out", tmp_path / "store"
+    r = _distill(path, out, store, tmp_path)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "student plain" in r.stderr and "chat template" in r.stderr
@@ -306,7 +281,7 @@ def test_a_student_without_a_chat_template_is_one_line(tmp_path, files, tiny_lla
     cfg["students"][0]["lora"] = None
     cfg |= {"seeds": 1, "references": []}
     path.write_text(yaml.safe_dump(cfg))
-    r = _run("distill", "--config", str(path), *args, "--workers", "1", cwd=tmp_path)
+    r = _distill(path, out, store, tmp_path, "--workers", "1")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["verdict"]["decision"] == "inconclusive"  # no references: no test of "U is benign"
@@ -330,16 +305,7 @@ def test_a_bad_config_value_is_one_line(tmp_path, files, tiny_llama, extra, need
     ]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = _run(
-        "distill",
-        "--config",
-        str(path),
-        "--out",
-        str(tmp_path / "out"),
-        "--store",
-        str(tmp_path / "store"),
-        cwd=tmp_path,
-    )
+    r = _distill(path, tmp_path / "out", tmp_path / "store", tmp_path)
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
@@ -355,18 +321,7 @@ def test_prompt_files_are_keyed_by_content_not_path(run, files, tiny_llama, tiny
     cfg = moved / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(_config(copies, tiny_llama, tiny_other_vocab)))
     before = {p.name for p in (d / "store" / "lm_evaluation").iterdir()}
-    r = _run(
-        "distill",
-        "--config",
-        str(cfg),
-        "--out",
-        str(d / "moved-out"),
-        "--store",
-        str(d / "store"),
-        "--workers",
-        "1",
-        cwd=moved,
-    )
+    r = _distill(cfg, d / "moved-out", d / "store", moved, "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert {p.name for p in (d / "store" / "lm_evaluation").iterdir()} == before  # all reused
     again = json.loads((d / "moved-out" / "results.json").read_text())
